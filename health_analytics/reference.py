@@ -194,10 +194,17 @@ def _rejection(doc: Mapping[str, Any], user: str | None, day: int | None, reason
     return {
         "docId": _doc_id(doc),
         "userId": user,
-        "day": None if day is None else _date_of(day),
+        "day": _record_day(day),
         "reason": reason,
         "field": metric,
     }
+
+
+def _record_day(day: int | None) -> datetime.date | None:
+    """The day for a rejection record; None when unknown or beyond what ``datetime.date`` can hold."""
+    if day is None or not (1 <= day + _EPOCH_ORDINAL <= datetime.date.max.toordinal()):
+        return None
+    return _date_of(day)
 
 
 def _safe_day(ms: int | None) -> int | None:

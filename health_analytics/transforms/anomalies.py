@@ -1,0 +1,44 @@
+"""2σ anomalies against the personal baseline of the days before D (SPEC §2; same for every range)."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from health_analytics.transforms.metrics import METRICS
+from health_analytics.transforms.params import AnalyticsParams
+from health_analytics.transforms.window_stats import by_day, sample_sd
+
+
+def _label(metric):
+    return F.create_map(*[x for m in METRICS for x in (F.lit(m.name), F.lit(m.label))])[metric]
+
+
+def add_anomalies(df: DataFrame, params: AnalyticsParams) -> DataFrame:
+    """Add `b_mean`, `z`, `anomaly` (bool), `severity`, `deviation` and `anomaly_message`."""
+    baseline = by_day().rangeBetween(-params.baseline_days, -1)
+    with_baseline = df.select(
+        "*",
+        F.collect_list("value").over(baseline).alias("b_values"),
+        F.avg("value").over(baseline).alias("b_mean"),
+        F.count("value").over(baseline).cast("int").alias("b_count"),
+    )
+    b_mean, b_count = F.col("b_mean"), F.col("b_count")
+    denominator = F.greatest(sample_sd(F.col("b_values"), b_mean, b_count), F.abs(b_mean) / 100)
+    z = F.when((b_count >= params.baseline_min_points) & (denominator > 0), (F.col("value") - b_mean) / denominator)
+    scored = with_baseline.withColumn("z", z).drop("b_values")
+    abs_z = F.abs(F.col("z"))
+    anomaly = F.coalesce(abs_z > F.lit(params.anomaly_threshold), F.lit(False))
+    direction = F.when(F.col("value") > b_mean, F.lit("above")).otherwise(F.lit("below"))
+    share = F.round(F.abs(F.col("value") - b_mean) / b_mean * 100, 0).cast("long")
+    message = F.concat(
+        _label(F.col("metricType")), F.lit(" "), share.cast("string"), F.lit("% "), direction,
+        F.lit(f" your {params.baseline_days}-day average"),
+    )
+    return scored.select(
+        "*",
+        anomaly.alias("anomaly"),
+        F.when(abs_z < 2.5, F.lit("low")).when(abs_z < 3, F.lit("medium")).otherwise(F.lit("high")).alias("severity"),
+        F.round(F.col("z"), 2).alias("deviation"),
+        F.substring(message, 1, 500).alias("anomaly_message"),
+    )

@@ -1,0 +1,28 @@
+"""Raw `healthmetrics` rows → (analytics snapshots, rejections): the whole engine as one pure function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+
+from health_analytics.transforms.daily_values import flatten_metrics, pick_daily_documents, valid_values, value_rejections
+from health_analytics.transforms.params import AnalyticsParams, BatchContext
+from health_analytics.transforms.snapshots import build_snapshots
+from health_analytics.transforms.validation import check_documents, document_rejections
+
+
+@dataclass(frozen=True)
+class AnalyticsResult:
+    values: DataFrame  # one valid value per (userId, metricType, day)
+    snapshots: DataFrame
+    rejections: DataFrame  # docId, userId, day, reason, field — never the values
+
+
+def compute_analytics(raw: DataFrame, params: AnalyticsParams, ctx: BatchContext) -> AnalyticsResult:
+    checked = check_documents(raw, ctx.today_day)
+    winners, duplicates = pick_daily_documents(checked)
+    flat = flatten_metrics(winners)
+    values = valid_values(flat)
+    rejections = document_rejections(checked).unionByName(duplicates).unionByName(value_rejections(flat))
+    return AnalyticsResult(values=values, snapshots=build_snapshots(values, params, ctx), rejections=rejections)

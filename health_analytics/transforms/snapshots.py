@@ -1,0 +1,96 @@
+"""Assembly of analytics snapshots exactly as the `analytics` model of SPEC §2.
+
+`userId` stays a 24-hex string here (Spark has no ObjectId); the sink writes it as an ObjectId. Every
+date is a Spark timestamp made from epoch milliseconds, so no session time zone enters it.
+`metadata.processingDurationMs` is left null for the sink to fill when it writes.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from health_analytics.transforms.anomalies import add_anomalies
+from health_analytics.transforms.comparison import comparison_columns
+from health_analytics.transforms.metrics import TIME_RANGES
+from health_analytics.transforms.params import MS_PER_DAY, SNAPSHOT_TTL_DAYS, AnalyticsParams, BatchContext
+from health_analytics.transforms.streaks import add_streaks
+from health_analytics.transforms.window_stats import add_window_statistics, user_metric
+
+SNAPSHOT_KEY = ("userId", "metricType", "timeRange", "periodEnd")
+
+
+def _day_to_timestamp(day: Column) -> Column:
+    return F.timestamp_millis(day.cast("long") * MS_PER_DAY)
+
+
+def daily_analytics(values: DataFrame, params: AnalyticsParams) -> DataFrame:
+    """Per (user, metric, day): every window, baseline and streak figure, for the days that get snapshots."""
+    latest = F.max("day").over(user_metric())
+    with_latest = values.withColumn("latest_day", latest)
+    enriched = add_streaks(add_anomalies(add_window_statistics(with_latest), params), params)
+    return enriched.where(F.col("day") > F.col("latest_day") - params.history_days)
+
+
+def _range_analytics(name: str, n: int, calculated_at: Column) -> Column:
+    cmp = comparison_columns(F.col(f"w{n}_mean"), F.col(f"p{n}_mean"), F.col(f"p{n}_count"), F.col("metricType"))
+    details = F.when(
+        F.col("anomaly"),
+        F.struct(
+            F.col("severity").alias("severity"),
+            F.col("value").alias("actualValue"),
+            F.col("b_mean").alias("expectedValue"),
+            F.col("deviation").alias("deviation"),
+            F.col("anomaly_message").alias("message"),
+            calculated_at.alias("detectedAt"),
+        ),
+    )
+    analytics = F.struct(
+        F.col(f"w{n}_mean").alias("rollingAverage"),
+        cmp["trend"].alias("trend"),
+        cmp["trendPercentage"].alias("trendPercentage"),
+        F.col("anomaly").alias("anomalyDetected"),
+        details.alias("anomalyDetails"),
+        F.col("streak_days").alias("streakDays"),
+        F.col("longest_streak").alias("longestStreak"),
+        _day_to_timestamp(F.col("streak_start")).alias("streakStartDate"),
+        F.col(f"w{n}_percentile").alias("percentile"),
+        F.struct(
+            cmp["absoluteChange"].alias("absoluteChange"),
+            cmp["percentageChange"].alias("percentageChange"),
+            cmp["isImprovement"].alias("isImprovement"),
+        ).alias("comparisonToPrevious"),
+        F.struct(
+            F.col(f"w{n}_sd").alias("standardDeviation"),
+            F.col(f"w{n}_min").alias("minValue"),
+            F.col(f"w{n}_max").alias("maxValue"),
+            F.col(f"w{n}_median").alias("medianValue"),
+            F.col(f"w{n}_count").alias("dataPointsCount"),
+            F.col(f"w{n}_completeness").alias("completenessPercentage"),
+        ).alias("statistics"),
+    )
+    return F.struct(F.lit(name).alias("timeRange"), analytics.alias("analytics"))
+
+
+def build_snapshots(values: DataFrame, params: AnalyticsParams, ctx: BatchContext) -> DataFrame:
+    """Valid daily values (userId, metricType, day, value) → one snapshot row per key of SPEC §2."""
+    daily = daily_analytics(values, params)
+    calculated_ms = F.lit(ctx.batch_time_ms) - (F.col("latest_day") - F.col("day")).cast("long")
+    calculated_at = F.timestamp_millis(calculated_ms)
+    ranges = F.array(*[_range_analytics(name, n, calculated_at) for name, n in TIME_RANGES])
+    exploded = daily.select("userId", "metricType", "day", calculated_ms.alias("_calc_ms"), F.explode(ranges).alias("r"))
+    return exploded.select(
+        "userId",
+        "metricType",
+        F.col("r.timeRange").alias("timeRange"),
+        _day_to_timestamp(F.col("day")).alias("periodEnd"),
+        F.col("r.analytics").alias("analytics"),
+        F.timestamp_millis(F.col("_calc_ms")).alias("calculatedAt"),
+        F.timestamp_millis(F.col("_calc_ms") + SNAPSHOT_TTL_DAYS * MS_PER_DAY).alias("expiresAt"),
+        F.struct(
+            F.lit(ctx.job_id[:200]).alias("sparkJobId"),
+            F.lit(None).cast("long").alias("processingDurationMs"),
+            F.col("r.analytics.statistics.dataPointsCount").alias("dataPointsProcessed"),
+            F.lit(ctx.spark_version[:50]).alias("sparkVersion"),
+        ).alias("metadata"),
+    )
