@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bson import Decimal128, Int64, ObjectId
+from bson.datetime_ms import DatetimeMS
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
 from health_analytics.transforms.metrics import METRIC_NAMES, WEARABLE_FIELDS
@@ -56,7 +57,7 @@ def kind_of(value: Any) -> str:
         return "bool"
     if isinstance(value, (int, float, Int64, Decimal128)):
         return "number"
-    if isinstance(value, dt.datetime):
+    if isinstance(value, (dt.datetime, DatetimeMS)):
         return "date"
     if isinstance(value, ObjectId):
         return "objectId"
@@ -69,21 +70,24 @@ def kind_of(value: Any) -> str:
     return type(value).__name__
 
 
-def epoch_ms(value: dt.datetime) -> int:
+def epoch_ms(value: dt.datetime | DatetimeMS) -> int:
     """Epoch milliseconds of a BSON date; a naive datetime is UTC (PyMongo's default)."""
+    if isinstance(value, DatetimeMS):
+        return int(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
     delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, Decimal128):
-        value = value.to_decimal()
+def _number(value: Any) -> float:
+    """The double a BSON number means; NaN when it has none (e.g. a signalling Decimal128 NaN)."""
     try:
-        return float(value)
-    except (OverflowError, ValueError):
+        return float(value.to_decimal() if isinstance(value, Decimal128) else value)
+    except OverflowError:
         return math.inf if value > 0 else -math.inf
+    except (ArithmeticError, ValueError):
+        return math.nan
 
 
 def document_to_raw_row(doc: Mapping[str, Any]) -> tuple:
@@ -103,13 +107,13 @@ def document_to_raw_row(doc: Mapping[str, Any]) -> tuple:
         str(doc_id) if doc_id is not None else None,
         str(user) if isinstance(user, (ObjectId, str)) else None,
         kind_of(user),
-        epoch_ms(date) if isinstance(date, dt.datetime) else None,
+        epoch_ms(date) if kind_of(date) == "date" else None,
         kind_of(date),
         source if isinstance(source, str) else None,
         kind_of(source),
         kind_of(metrics),
         wearable,
-        epoch_ms(updated) if isinstance(updated, dt.datetime) else None,
+        epoch_ms(updated) if kind_of(updated) == "date" else None,
     ]
     for name in METRIC_NAMES:
         value = metrics_map.get(name, _MISSING)
