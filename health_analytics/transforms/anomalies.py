@@ -30,7 +30,7 @@ def add_anomalies(df: DataFrame, params: AnalyticsParams) -> DataFrame:
     abs_z = F.abs(F.col("z"))
     anomaly = F.coalesce(abs_z > F.lit(params.anomaly_threshold), F.lit(False))
     direction = F.when(F.col("value") > b_mean, F.lit("above")).otherwise(F.lit("below"))
-    share = F.round(F.abs(F.col("value") - b_mean) / b_mean * 100, 0).cast("long")
+    share = F.round(F.abs(F.col("value") - b_mean) / F.when(b_mean != 0, b_mean) * 100, 0).cast("long")
     message = F.concat(
         _label(F.col("metricType")), F.lit(" "), share.cast("string"), F.lit("% "), direction,
         F.lit(f" your {params.baseline_days}-day average"),
@@ -40,5 +40,5 @@ def add_anomalies(df: DataFrame, params: AnalyticsParams) -> DataFrame:
         anomaly.alias("anomaly"),
         F.when(abs_z < 2.5, F.lit("low")).when(abs_z < 3, F.lit("medium")).otherwise(F.lit("high")).alias("severity"),
         F.round(F.col("z"), 2).alias("deviation"),
-        F.substring(message, 1, 500).alias("anomaly_message"),
+        F.when(anomaly, F.substring(message, 1, 500)).alias("anomaly_message"),
     )
