@@ -32,7 +32,8 @@ class Mismatch:
 
 def snapshot_key(doc: Mapping[str, Any]) -> SnapshotKey:
     period_end = doc["periodEnd"]
-    return (str(doc["userId"]), doc["metricType"], doc["timeRange"], period_end.date() if isinstance(period_end, dt.datetime) else period_end)
+    day = _as_utc(period_end).date() if isinstance(period_end, dt.datetime) else period_end
+    return (str(doc["userId"]), doc["metricType"], doc["timeRange"], day)
 
 
 def index_snapshots(docs: Iterable[Mapping[str, Any]]) -> dict[SnapshotKey, Mapping[str, Any]]:

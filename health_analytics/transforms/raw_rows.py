@@ -67,7 +67,7 @@ def kind_of(value: Any) -> str:
         return "object"
     if isinstance(value, (list, tuple)):
         return "array"
-    return type(value).__name__
+    return "other:" + type(value).__name__
 
 
 def epoch_ms(value: dt.datetime | DatetimeMS) -> int:
