@@ -62,7 +62,7 @@ WEARABLE_FIELDS: tuple[str, ...] = ("heartRate", "oxygenSaturation", "bloodOxyge
 INVALID_KIND_REASONS: dict[str, str] = {
     "wearable_field": "wearable_field",    # metrics.heartRate, top-level oxygenSaturation, ...
     "invalid_user_id": "invalid_user_id",  # a non-hex string, a number, or missing
-    "invalid_date": "invalid_date",        # missing, an ISO string, or epoch milliseconds as a number
+    "invalid_date": "invalid_date",        # missing, an ISO string, or epoch seconds as a number
     "future_date": "future_date",          # midnight of a day after plan.today
     "invalid_source": "invalid_source",    # "fitbit", "Manual", "apple_health"
     "invalid_metrics": "invalid_metrics",  # missing, null, a string or an array
@@ -380,7 +380,9 @@ class _UserInvalids:
                     moment = _midnight(anchor) + dt.timedelta(minutes=minute)
                     date_value: object = (
                         moment.strftime("%Y-%m-%dT%H:%M:%S.000Z") if variant == "string"
-                        else int(moment.timestamp() * 1000)
+                        # Epoch *seconds*: FerretDB's unique index takes a number equal to a date's
+                        # milliseconds for that date, so epoch ms would clash with the valid document.
+                        else int(moment.timestamp())
                     )
                     if self._claim(p.user, date_value):
                         break
@@ -432,7 +434,7 @@ class _UserInvalids:
                 metrics[metric] = round(_clamp(metrics[metric] * r.uniform(0.8, 0.97), metric))
             doc["metrics"] = metrics
             doc["source"] = original["source"]
-            # Older than the valid document (whose createdAt is ≥ 06:00 of a past day): the valid one wins.
+            # Older than the valid document (whose createdAt is ≥ 07:00 of a past day): the valid one wins.
             created = _midnight(anchor) + _ms(r.uniform(1, 4) * 3_600_000)
             doc["createdAt"] = created
             doc["updatedAt"] = created + _ms(r.uniform(0, 3_600_000))
@@ -558,9 +560,10 @@ class SeedReport:
     duration_s: float
 
 
-def _is_ferretdb(collection) -> bool:
+def server_is_ferretdb(client) -> bool:
+    """True for FerretDB (the local server), whose buildInfo carries its own version."""
     try:
-        return "ferretdbVersion" in collection.database.client.admin.command("buildInfo")
+        return "ferretdbVersion" in client.admin.command("buildInfo")
     except OperationFailure:
         return False
 
@@ -592,7 +595,7 @@ def seed_collection(
     if batch_size < 1:
         raise ValueError("batch_size must be ≥ 1")
     started = time.perf_counter()
-    if plan.nan_values and _is_ferretdb(collection):
+    if plan.nan_values and server_is_ferretdb(collection.database.client):
         raise ValueError("the local server (FerretDB) refuses NaN and drops the connection: seed without nan_values")
     ensure_healthmetrics_indexes(collection)
     generated = inserted = present = invalid = 0

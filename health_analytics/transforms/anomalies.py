@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from health_analytics.transforms.metrics import METRICS
@@ -10,23 +10,26 @@ from health_analytics.transforms.params import AnalyticsParams
 from health_analytics.transforms.window_stats import by_day, sample_sd
 
 
-def _label(metric):
+def _label(metric: Column) -> Column:
     return F.create_map(*[x for m in METRICS for x in (F.lit(m.name), F.lit(m.label))])[metric]
 
 
-def add_anomalies(df: DataFrame, params: AnalyticsParams) -> DataFrame:
-    """Add `b_mean`, `z`, `anomaly` (bool), `severity`, `deviation` and `anomaly_message`."""
+def baseline_columns(params: AnalyticsParams) -> list[Column]:
+    """The baseline B: values on the `baseline_days` days before D (D excluded), their mean and count."""
     baseline = by_day().rangeBetween(-params.baseline_days, -1)
-    with_baseline = df.select(
-        "*",
+    return [
         F.collect_list("value").over(baseline).alias("b_values"),
         F.avg("value").over(baseline).alias("b_mean"),
         F.count("value").over(baseline).cast("int").alias("b_count"),
-    )
+    ]
+
+
+def add_anomalies(df: DataFrame, params: AnalyticsParams) -> DataFrame:
+    """From the baseline columns: `z`, `anomaly` (bool), `severity`, `deviation` and `anomaly_message`."""
     b_mean, b_count = F.col("b_mean"), F.col("b_count")
     denominator = F.greatest(sample_sd(F.col("b_values"), b_mean, b_count), F.abs(b_mean) / 100)
     z = F.when((b_count >= params.baseline_min_points) & (denominator > 0), (F.col("value") - b_mean) / denominator)
-    scored = with_baseline.withColumn("z", z).drop("b_values")
+    scored = df.withColumn("z", z).drop("b_values")
     abs_z = F.abs(F.col("z"))
     anomaly = F.coalesce(abs_z > F.lit(params.anomaly_threshold), F.lit(False))
     direction = F.when(F.col("value") > b_mean, F.lit("above")).otherwise(F.lit("below"))

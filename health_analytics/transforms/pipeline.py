@@ -20,7 +20,8 @@ class AnalyticsResult:
 
 
 def compute_analytics(raw: DataFrame, params: AnalyticsParams, ctx: BatchContext) -> AnalyticsResult:
-    checked = check_documents(raw, ctx.today_day)
+    # One shuffle by user serves both the same-day duplicate rule and every per-metric window after it.
+    checked = check_documents(raw, ctx.today_day).repartition("userId")
     winners, duplicates = pick_daily_documents(checked)
     flat = flatten_metrics(winners)
     values = valid_values(flat)

@@ -7,15 +7,17 @@ date is a Spark timestamp made from epoch milliseconds, so no session time zone 
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from health_analytics.transforms.anomalies import add_anomalies
+from health_analytics.transforms.anomalies import add_anomalies, baseline_columns
 from health_analytics.transforms.comparison import comparison_columns
 from health_analytics.transforms.metrics import TIME_RANGES
 from health_analytics.transforms.params import MS_PER_DAY, SNAPSHOT_TTL_DAYS, AnalyticsParams, BatchContext
-from health_analytics.transforms.streaks import add_streaks
-from health_analytics.transforms.window_stats import add_window_statistics, user_metric
+from health_analytics.transforms.streaks import add_run_starts, add_streaks, run_edge_columns
+from health_analytics.transforms.window_stats import by_day, statistics_columns, window_columns
+
+WINDOW_SIZES = tuple(n for _name, n in TIME_RANGES)
 
 SNAPSHOT_KEY = ("userId", "metricType", "timeRange", "periodEnd")
 
@@ -25,11 +27,23 @@ def _day_to_timestamp(day: Column) -> Column:
 
 
 def daily_analytics(values: DataFrame, params: AnalyticsParams) -> DataFrame:
-    """Per (user, metric, day): every window, baseline and streak figure, for the days that get snapshots."""
-    latest = F.max("day").over(user_metric())
-    with_latest = values.withColumn("latest_day", latest)
-    enriched = add_streaks(add_anomalies(add_window_statistics(with_latest), params), params)
-    return enriched.where(F.col("day") > F.col("latest_day") - params.history_days)
+    """Per (user, metric, day): every window, baseline and streak figure, for the days that get snapshots.
+
+    One pass computes every frame over one sort; the run starts of streaks need two more passes over the
+    same sorted data. Array statistics are computed only after rows are cut to snapshot days.
+    """
+    latest = F.max("day").over(by_day().rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
+    framed = values.select(
+        "*",
+        latest.alias("latest_day"),
+        *window_columns(WINDOW_SIZES),
+        *baseline_columns(params),
+        *run_edge_columns(params),
+    )
+    runs = add_run_starts(framed)
+    snapshot_days = runs.where(F.col("day") > F.col("latest_day") - params.history_days)
+    with_stats = snapshot_days.select("*", *statistics_columns(WINDOW_SIZES)).drop(*[f"w{n}_values" for n in WINDOW_SIZES])
+    return add_streaks(add_anomalies(with_stats, params))
 
 
 def _range_analytics(name: str, n: int, calculated_at: Column) -> Column:

@@ -1,14 +1,15 @@
 """Rolling windows over calendar days: the window W, its statistics, and the previous window P.
 
-All frames are `rangeBetween` on the integer day, so a missing day is simply absent from a window. The
-frames share one partitioning and ordering, so Spark computes them in one sort of each user's metric.
+All frames are `rangeBetween` on the integer day, so a missing day is simply absent from a window. Every
+frame shares one partitioning and ordering (`by_day`), so Spark computes them all in one pass over one
+sort of each user's metric. Array statistics (sd, median, percentile) are computed afterwards, and only
+for the rows that get a snapshot.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
-
 
 
 def user_metric() -> Window:
@@ -36,18 +37,19 @@ def median(sorted_values: Column, count: Column) -> Column:
 
 def percentile_within(values: Column, x: Column, count: Column) -> Column:
     """Where x stands within the window: 100·(count(v < x) + ½·count(v = x)) / |W|, rounded to 2 decimals."""
-    below = F.size(F.filter(values, lambda v: v < x))
-    equal = F.size(F.filter(values, lambda v: v == x))
-    return F.round(F.lit(100.0) * (below + F.lit(0.5) * equal) / count, 2)
+    rank = F.aggregate(
+        values, F.lit(0.0), lambda acc, v: acc + F.when(v < x, 1.0).when(v == x, 0.5).otherwise(0.0)
+    )
+    return F.round(F.lit(100.0) * rank / count, 2)
 
 
-def add_window_statistics(df: DataFrame, sizes: tuple[int, ...] = (7, 30, 90)) -> DataFrame:
-    """Add, for each window size N, `wN_*` statistics of W and `pN_mean`/`pN_count` of P."""
-    raw_cols = []
+def window_columns(sizes: tuple[int, ...]) -> list[Column]:
+    """For each window size N: W's values (day order), mean, min, max, count; P's mean and count."""
+    cols = []
     for n in sizes:
         frame = by_day().rangeBetween(-(n - 1), 0)
         previous = by_day().rangeBetween(-(2 * n - 1), -n)
-        raw_cols += [
+        cols += [
             F.collect_list("value").over(frame).alias(f"w{n}_values"),
             F.avg("value").over(frame).alias(f"w{n}_mean"),
             F.min("value").over(frame).alias(f"w{n}_min"),
@@ -56,14 +58,18 @@ def add_window_statistics(df: DataFrame, sizes: tuple[int, ...] = (7, 30, 90)) -
             F.avg("value").over(previous).alias(f"p{n}_mean"),
             F.count("value").over(previous).cast("int").alias(f"p{n}_count"),
         ]
-    with_raw = df.select("*", *raw_cols)
-    derived = []
+    return cols
+
+
+def statistics_columns(sizes: tuple[int, ...]) -> list[Column]:
+    """sd, median, percentile of x and completeness of each window, from the columns of window_columns."""
+    cols = []
     for n in sizes:
         values, mean, count = F.col(f"w{n}_values"), F.col(f"w{n}_mean"), F.col(f"w{n}_count")
-        derived += [
+        cols += [
             sample_sd(values, mean, count).alias(f"w{n}_sd"),
             median(F.array_sort(values), count).alias(f"w{n}_median"),
             percentile_within(values, F.col("value"), count).alias(f"w{n}_percentile"),
             F.round(F.lit(100.0) * count / F.lit(n), 2).alias(f"w{n}_completeness"),
         ]
-    return with_raw.select("*", *derived).drop(*[f"w{n}_values" for n in sizes])
+    return cols
