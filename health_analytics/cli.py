@@ -89,7 +89,7 @@ def seed(
     users: int = typer.Option(100, min=1, help="number of synthetic users"),
     days: int = typer.Option(90, min=1, help="days of history per user, ending today"),
     seed_value: int = typer.Option(42, "--seed", help="random seed: the same seed gives the same documents"),
-    invalid_share: float = typer.Option(0.0, min=0.0, max=1.0, help="share of documents that break a SPEC §1 rule"),
+    invalid_share: float = typer.Option(0.0, min=0.0, max=0.9, help="share of documents that break a SPEC §1 rule"),
     pattern: bool = typer.Option(False, help="add the worked-example user of SPEC §2"),
 ) -> None:
     """Write synthetic `healthmetrics` documents (idempotent for a given seed)."""
@@ -97,7 +97,12 @@ def seed(
     from health_analytics.seed import SeedPlan, seed_collection
 
     settings = _settings(ctx)
-    plan = SeedPlan(users=users, days=days, seed=seed_value, invalid_share=invalid_share, pattern=pattern, today=dt.datetime.now(dt.timezone.utc).date())
+    now = dt.datetime.now(dt.timezone.utc)
+    try:
+        plan = SeedPlan(users=users, days=days, seed=seed_value, invalid_share=invalid_share, pattern=pattern, today=now.date(), now=now)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
     client, db = open_database(settings)
     try:
         with Progress(TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:

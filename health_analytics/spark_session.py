@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 
     from health_analytics.settings import Settings
 
+from pathlib import Path
+
 MIN_JAVA = 17
+LOG4J_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 JAVA_HINT = "install a Java 17+ runtime (e.g. `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME"
 
 
@@ -45,6 +48,11 @@ def build_spark_session(settings: Settings, *, app_name: str | None = None, extr
     java_version()
     from pyspark.sql import SparkSession
 
+    java_opts = f"-Duser.timezone=UTC -Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
+    if settings.spark_master.startswith("local"):
+        # A laptop or CI box: stay on loopback, and skip Spark's warning about the hostname.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
     builder = (
         SparkSession.builder.appName(app_name or settings.spark_app_name)
         .master(settings.spark_master)
@@ -53,9 +61,9 @@ def build_spark_session(settings: Settings, *, app_name: str | None = None, extr
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
-        # Keep all date arithmetic in UTC whatever the host's time zone is.
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        # Keep all date arithmetic in UTC whatever the host's time zone is; quiet logs.
+        .config("spark.driver.extraJavaOptions", java_opts)
+        .config("spark.executor.extraJavaOptions", java_opts)
     )
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
