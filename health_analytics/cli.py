@@ -173,6 +173,118 @@ def inspect(ctx: typer.Context) -> None:
     console.print(coverage)
 
 
+# -- batch / verify ---------------------------------------------------------------------------------
+def parse_since(text: str, now: dt.datetime) -> dt.datetime:
+    """`30d`, `12h`, `90m` back from now, or an ISO-8601 date/time (UTC unless it says otherwise)."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if text and text[-1] in units and text[:-1].isdigit():
+        return now - dt.timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter("expected e.g. 30d, 12h, 2026-11-01 or 2026-11-01T08:00:00Z") from None
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+@app.command()
+def batch(
+    ctx: typer.Context,
+    since: str = typer.Option("30d", help="process users with documents updated since then (e.g. 30d, 2026-11-01)"),
+    full: bool = typer.Option(False, "--full", help="recompute every user from all their history"),
+    user: list[str] = typer.Option([], "--user", help="only this user id (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Compute analytics snapshots from `healthmetrics` and write them to `analytics`.
+
+    Exit code: 0 all written, 2 some snapshots went to the dead-letter queue, 1 the job failed.
+    """
+    import json
+
+    from health_analytics.jobs.batch import run_batch
+    from health_analytics.mongo_client import describe_error
+    from health_analytics.spark_session import JavaError, build_spark_session
+
+    settings = _settings(ctx)
+    now = dt.datetime.now(dt.timezone.utc)
+    since_at = None if full else parse_since(since, now)
+    try:
+        spark = build_spark_session(settings)
+    except JavaError as exc:
+        _fail(str(exc))
+        return
+    try:
+        with console.status("starting", spinner="dots") as status:
+            summary = run_batch(spark, settings, since=since_at, users=user or None, now=now,
+                                progress=lambda msg: status.update(msg) if not as_json else None)
+    except Exception as exc:  # noqa: BLE001 - one safe line, exit 1
+        _fail(f"batch failed: {describe_error(exc, settings.mongo_uri_value)}")
+        return
+    finally:
+        spark.stop()
+    if as_json:
+        print(json.dumps(summary.as_dict(), default=str, indent=2))
+    else:
+        _print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+def _print_summary(summary) -> None:
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    head = Table(title=f"batch {summary.batch_id} ({summary.mode})", show_header=False)
+    head.add_row("changed documents", f"{summary.changed_documents:,}")
+    head.add_row("users", f"{summary.users:,}")
+    head.add_row("documents read", f"{summary.documents_read:,}")
+    head.add_row("rejected", ", ".join(f"{k} {v:,}" for k, v in summary.rejected.items()) or "0")
+    head.add_row("snapshots", f"{summary.snapshots:,} ({summary.inserted:,} inserted, {summary.updated:,} updated)")
+    head.add_row("dead-lettered", f"{summary.dead_lettered:,}" + (f" in {len(summary.dlq_files)} file(s)" if summary.dlq_files else ""))
+    head.add_row("duration", f"{summary.duration_s:.1f}s")
+    console.print(head)
+    if summary.anomalies:
+        t = Table("user", "metric", "day", "value", "expected", "z", "severity", title="anomalies (7-day snapshots)")
+        for a in summary.anomalies:
+            t.add_row(a["userId"], a["metricType"], a["day"], f"{a['value']:g}", f"{a['expected']:.1f}", f"{a['z']:.2f}", a["severity"])
+        console.print(t)
+    if summary.streaks:
+        t = Table("user", "metric", "days", "since", title="longest current streaks")
+        for s in summary.streaks:
+            t.add_row(s["userId"], s["metricType"], str(s["days"]), s["since"])
+        console.print(t)
+    if summary.trends:
+        t = Table("user", "metric", "trend", "change", "7-day average", title="strongest trends")
+        for tr in summary.trends:
+            t.add_row(tr["userId"], tr["metricType"], tr["trend"], f"{tr['percent']:+.1f} %", f"{tr['average']:.1f}")
+        console.print(t)
+    if summary.dead_lettered:
+        console.print("[yellow]some snapshots could not be written[/yellow]; retry them with: health-analytics dlq retry --all")
+
+
+@app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    users: Optional[int] = typer.Option(20, help="how many users to check (a deterministic sample)"),
+    all_users: bool = typer.Option(False, "--all", help="check every user"),
+    seed_value: int = typer.Option(0, "--seed", help="sample seed"),
+) -> None:
+    """Recompute users with the reference implementation and compare with `analytics`; exit 1 on any mismatch."""
+    from health_analytics.jobs.verify import verify
+    from health_analytics.mongo_client import describe_error
+
+    settings = _settings(ctx)
+    try:
+        report = verify(settings, sample=None if all_users else users, seed=seed_value)
+    except Exception as exc:  # noqa: BLE001
+        _fail(f"verify failed: {describe_error(exc, settings.mongo_uri_value)}")
+        return
+    for m in report.mismatches:
+        console.print(f"[red]✗[/red] {m}", highlight=False, soft_wrap=True)
+    mark = "[green]✓[/green]" if report.ok else "[red]✗[/red]"
+    console.print(f"{mark} {report.users} users: {report.expected_snapshots:,} expected snapshots, {report.stored_snapshots:,} stored, "
+                  f"{len(report.mismatches)} mismatches")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def run() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -38,7 +38,23 @@ def open_database(settings: Settings, *, timeout_ms: int = 5000) -> tuple[MongoC
 
 def describe_error(exc: BaseException, uri: str) -> str:
     """A one-line, password-free description of a database error."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    for line in lines:  # a Spark task failure: the Python error inside is the useful line
+        if line.startswith(("pymongo.errors.", "ModuleNotFoundError", "ValueError", "RuntimeError")):
+            text = line
+            break
     if isinstance(exc, PyMongoError) and "Timeout" in type(exc).__name__:
         text = f"no server answered within the timeout ({text[:200]})"
     return redact_text(text, uri_password(uri))
+
+
+def is_local_server(client: MongoClient) -> bool:
+    """True for FerretDB (the local server), whose buildInfo names its own version: some write paths
+    differ there (docs/LOCAL_SERVER.md)."""
+    from pymongo.errors import OperationFailure
+
+    try:
+        return "ferretdbVersion" in client.admin.command("buildInfo")
+    except OperationFailure:
+        return False

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     spark_master: str = Field("local[*]", alias="SPARK_MASTER", min_length=1)
     spark_ui_enabled: bool = Field(False, alias="SPARK_UI_ENABLED")
     spark_shuffle_partitions: int = Field(8, alias="SPARK_SHUFFLE_PARTITIONS", gt=0)
-    spark_log_level: str = Field("WARN", alias="SPARK_LOG_LEVEL", pattern=r"^(ALL|DEBUG|ERROR|FATAL|INFO|OFF|TRACE|WARN)$")
+    spark_log_level: str = Field("ERROR", alias="SPARK_LOG_LEVEL", pattern=r"^(ALL|DEBUG|ERROR|FATAL|INFO|OFF|TRACE|WARN)$")
     health_check_host: str = Field("127.0.0.1", alias="HEALTH_CHECK_HOST", min_length=1)
     health_check_port: int = Field(5001, alias="HEALTH_CHECK_PORT", ge=0, le=65535)
     localdb_dir: Path = Field(Path("./.localdb"), alias="LOCALDB_DIR")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,8 @@ def build_spark_session(settings: Settings, *, app_name: str | None = None, extr
     if settings.spark_master.startswith("local"):
         # A laptop or CI box: stay on loopback, and skip Spark's warning about the hostname.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers run this interpreter (the project's virtualenv), which has PyMongo and friends.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     builder = (
         SparkSession.builder.appName(app_name or settings.spark_app_name)

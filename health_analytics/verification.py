@@ -44,12 +44,17 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
 
 
-def _diff(expected: Any, actual: Any, path: str, rel: float, out: list[tuple[str, Any, Any]]) -> None:
+# Fields that depend on when a batch ran, not on the data: `verify` leaves them out.
+TIME_DEPENDENT_FIELDS = frozenset({"calculatedAt", "expiresAt", "analytics.anomalyDetails.detectedAt"})
+
+
+def _diff(expected: Any, actual: Any, path: str, rel: float, out: list[tuple[str, Any, Any]], ignore: frozenset[str] = frozenset()) -> None:
     if isinstance(expected, Mapping) and isinstance(actual, Mapping):
         for name in sorted(set(expected) | set(actual)):
-            if name in IGNORED_FIELDS and not path:
+            sub = f"{path}.{name}" if path else name
+            if (name in IGNORED_FIELDS and not path) or sub in ignore:
                 continue
-            _diff(expected.get(name, "<absent>"), actual.get(name, "<absent>"), f"{path}.{name}" if path else name, rel, out)
+            _diff(expected.get(name, "<absent>"), actual.get(name, "<absent>"), sub, rel, out, ignore)
         return
     if isinstance(expected, bool) or isinstance(actual, bool):
         if expected is not actual:
@@ -79,6 +84,7 @@ def compare_snapshots(
     *,
     rel: float = 1e-9,
     limit: int | None = None,
+    ignore: frozenset[str] = frozenset(),
 ) -> list[Mismatch]:
     """Every difference between two keyed sets of snapshots, missing and extra keys included."""
     mismatches: list[Mismatch] = []
@@ -89,7 +95,7 @@ def compare_snapshots(
             mismatches.append(Mismatch(key, "<snapshot>", "absent", "extra"))
         else:
             found: list[tuple[str, Any, Any]] = []
-            _diff(expected[key], actual[key], "", rel, found)
+            _diff(expected[key], actual[key], "", rel, found, ignore)
             mismatches.extend(Mismatch(key, p, e, a) for p, e, a in found)
         if limit is not None and len(mismatches) >= limit:
             break

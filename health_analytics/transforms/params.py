@@ -40,7 +40,16 @@ class BatchContext:
     today_day: int  # epoch day of "today" (UTC); later dates are rejected
     job_id: str = "local"
     spark_version: str = ""
+    # Earliest periodEnd to produce (epoch day); None = all. An incremental read loads only the history
+    # that snapshots from this day on need, so earlier ones would not be exact.
+    first_snapshot_day: int | None = None
 
     @classmethod
-    def at(cls, batch_time_ms: int, *, job_id: str = "local", spark_version: str = "") -> BatchContext:
-        return cls(batch_time_ms=batch_time_ms, today_day=batch_time_ms // MS_PER_DAY, job_id=job_id, spark_version=spark_version)
+    def at(cls, batch_time_ms: int, *, job_id: str = "local", spark_version: str = "", first_snapshot_day: int | None = None) -> BatchContext:
+        return cls(
+            batch_time_ms=batch_time_ms,
+            today_day=batch_time_ms // MS_PER_DAY,
+            job_id=job_id,
+            spark_version=spark_version,
+            first_snapshot_day=first_snapshot_day,
+        )

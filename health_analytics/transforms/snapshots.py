@@ -89,6 +89,8 @@ def _range_analytics(name: str, n: int, calculated_at: Column) -> Column:
 def build_snapshots(values: DataFrame, params: AnalyticsParams, ctx: BatchContext) -> DataFrame:
     """Valid daily values (userId, metricType, day, value) → one snapshot row per key of SPEC §2."""
     daily = daily_analytics(values, params)
+    if ctx.first_snapshot_day is not None:
+        daily = daily.where(F.col("day") >= ctx.first_snapshot_day)
     calculated_ms = F.lit(ctx.batch_time_ms) - (F.col("latest_day") - F.col("day")).cast("long")
     calculated_at = F.timestamp_millis(calculated_ms)
     ranges = F.array(*[_range_analytics(name, n, calculated_at) for name, n in TIME_RANGES])
