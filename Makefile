@@ -39,6 +39,8 @@ demo: java localdb
 	$(CLI) doctor --no-spark
 	$(CLI) seed --users 300 --days 120 --invalid-share 0.02 --pattern
 	$(CLI) inspect
+	$(CLI) batch --full
+	$(CLI) verify --users 20
 	@echo
 	@echo "The local server keeps running; stop it with: make stop"
 

@@ -16,6 +16,8 @@ from health_analytics.settings import Settings, SettingsError, load_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 localdb_app = typer.Typer(no_args_is_help=True, help="Build, start and stop the embedded local server (FerretDB on SQLite).")
 app.add_typer(localdb_app, name="localdb")
+dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: snapshots that could not be written.")
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -283,6 +285,58 @@ def verify_cmd(
                   f"{len(report.mismatches)} mismatches")
     if not report.ok:
         raise typer.Exit(1)
+
+
+# -- dead-letter queue ------------------------------------------------------------------------------
+@dlq_app.command("list")
+def dlq_list(ctx: typer.Context) -> None:
+    """Pending dead-letter files with their record counts and errors."""
+    from health_analytics.dead_letter import DeadLetterQueue
+
+    settings = _settings(ctx)
+    infos = DeadLetterQueue(settings.dlq_directory).summary()
+    if not infos:
+        console.print(f"[green]✓[/green] no pending dead-letter files in {settings.dlq_directory}")
+        return
+    table = Table("file", "created (UTC)", "records", "errors", title=f"dead-letter queue {settings.dlq_directory}")
+    for info in infos:
+        errors = "; ".join(f"{n}× {text[:80]}" for text, n in sorted(info.errors.items(), key=lambda kv: -kv[1])[:3])
+        table.add_row(info.path.name, f"{info.created:%Y-%m-%d %H:%M:%S}", f"{info.records:,}", errors)
+    console.print(table)
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    ctx: typer.Context,
+    files: list[str] = typer.Argument(None, help="dead-letter files to retry"),
+    all_files: bool = typer.Option(False, "--all", help="retry every pending file"),
+) -> None:
+    """Write dead-lettered snapshots again (idempotent); fully written files move to processed/."""
+    from health_analytics.dead_letter import DeadLetterQueue
+    from health_analytics.mongo_client import connect, describe_error, is_local_server
+    from health_analytics.mongo_sink import BULK_SIZE, write_documents
+
+    settings = _settings(ctx)
+    if not files and not all_files:
+        _fail("name the files to retry, or pass --all")
+    queue = DeadLetterQueue(settings.dlq_directory)
+    try:
+        with connect(settings.mongo_uri_value) as client:
+            swap = is_local_server(client)
+            collection = client[settings.mongo_db_name][settings.analytics_collection]
+            report = queue.retry(
+                None if all_files else files,
+                lambda docs: write_documents(collection, docs, swap=swap, bulk_size=5000 if swap else BULK_SIZE,
+                                             secret=settings.mongo_uri_value),
+            )
+    except Exception as exc:  # noqa: BLE001
+        _fail(f"retry failed: {describe_error(exc, settings.mongo_uri_value)}")
+        return
+    console.print(f"{'[green]✓[/green]' if not report.still_failed else '[yellow]![/yellow]'} {report.files} file(s): "
+                  f"{report.written:,} snapshots written, {report.still_failed:,} still failing; "
+                  f"{len(report.processed)} moved to processed/")
+    if report.still_failed:
+        raise typer.Exit(2)
 
 
 def run() -> None:  # pragma: no cover - console entry point

@@ -19,8 +19,12 @@ class DatabaseUnavailable(RuntimeError):
     """MongoDB could not be reached or refused the operation; the message is safe to print."""
 
 
+SOCKET_TIMEOUT_MS = 300_000  # a server that stops answering mid-operation must not hang a task forever
+
+
 def connect(uri: str, *, timeout_ms: int = 5000, **kwargs: object) -> MongoClient:
     """A client that reads dates as aware UTC datetimes, so no host time zone leaks into a value."""
+    kwargs.setdefault("socketTimeoutMS", SOCKET_TIMEOUT_MS)
     return MongoClient(
         uri,
         tz_aware=True,

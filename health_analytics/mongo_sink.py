@@ -220,6 +220,7 @@ def write_snapshots(
     started_ms: int,
     secret: str | None = None,
     swap: bool = False,
+    attempts: int = 5,
 ) -> SinkReport:
     """Write a snapshot DataFrame from the executors; each task dead-letters what it could not write
     (durably, before the job reports success) and returns only its counts to the driver."""
@@ -244,7 +245,7 @@ def write_snapshots(
 
         with connect(uri, timeout_ms=10_000) as client:
             outcome = write_documents(client[database][collection], documents(), secret=secret, swap=swap,
-                                      bulk_size=5000 if swap else BULK_SIZE)
+                                      bulk_size=5000 if swap else BULK_SIZE, attempts=attempts)
         dlq_file = DeadLetterQueue(dlq_directory).write(outcome.failed, batch_id=batch_id, part=part) if outcome.failed else None
         yield pa.RecordBatch.from_pydict(
             {"inserted": [outcome.inserted], "updated": [outcome.updated], "failed": [len(outcome.failed)],

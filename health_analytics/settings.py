@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     baseline_min_points: int = Field(7, alias="BASELINE_MIN_POINTS", ge=2)
 
     # Runtime
+    mongo_write_attempts: int = Field(5, alias="MONGO_WRITE_ATTEMPTS", ge=1, le=20)
     spark_master: str = Field("local[*]", alias="SPARK_MASTER", min_length=1)
     spark_ui_enabled: bool = Field(False, alias="SPARK_UI_ENABLED")
     spark_shuffle_partitions: int = Field(8, alias="SPARK_SHUFFLE_PARTITIONS", gt=0)

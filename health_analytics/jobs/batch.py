@@ -142,6 +142,7 @@ def process_changes(
                 started_ms=batch_ms,
                 secret=settings.mongo_uri.get_secret_value(),
                 swap=local_server,
+                attempts=settings.mongo_write_attempts,
             )
             progress("summarising")
             rejected = {r["reason"]: r["count"] for r in result.rejections.groupBy("reason").count().collect()}
