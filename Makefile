@@ -37,7 +37,7 @@ stop:
 
 demo: java localdb
 	$(CLI) doctor --no-spark
-	$(CLI) seed --users 300 --days 120 --invalid-share 0.02 --pattern
+	$(CLI) seed --users 100 --days 120 --invalid-share 0.02 --pattern
 	$(CLI) inspect
 	$(CLI) batch --full
 	$(CLI) verify --users 20

@@ -139,15 +139,26 @@ def doctor(ctx: typer.Context, spark: bool = typer.Option(True, help="also start
 
 
 @app.command()
-def inspect(ctx: typer.Context) -> None:
-    """Summarise the data: documents, users, date range, sources, metric coverage, analytics."""
+def inspect(ctx: typer.Context, invalid: bool = typer.Option(True, help="also count invalid documents by kind (starts Spark)")) -> None:
+    """Summarise the data: documents, users, date range, sources, metric coverage, invalid documents, analytics."""
     from health_analytics.inspection import inspect_data
     from health_analytics.mongo_client import describe_error, open_database
 
     settings = _settings(ctx)
     client, db = open_database(settings)
+    rejected: dict[str, int] | None = None
     try:
         info = inspect_data(db, health_collection=settings.health_metrics_collection, analytics_collection=settings.analytics_collection)
+        if invalid and info.documents:
+            from health_analytics.jobs.rejections import count_rejections
+            from health_analytics.spark_session import build_spark_session
+
+            with console.status("validating every document with Spark", spinner="dots"):
+                spark = build_spark_session(settings)
+                try:
+                    rejected = count_rejections(spark, settings)
+                finally:
+                    spark.stop()
     except Exception as exc:  # noqa: BLE001
         _fail(f"reading {settings.mongo_uri_redacted} failed: {describe_error(exc, settings.mongo_uri_value)}")
         return
@@ -173,6 +184,14 @@ def inspect(ctx: typer.Context) -> None:
         share = 100.0 * count / info.documents if info.documents else 0.0
         coverage.add_row(metric, f"{count:,}", f"{share:.1f} %")
     console.print(coverage)
+
+    if rejected is not None:
+        kinds = Table("reason", "rejections", title="invalid documents and values by kind (docs/ANALYTICS.md)")
+        for reason, count in sorted(rejected.items(), key=lambda kv: -kv[1]):
+            kinds.add_row(reason, f"{count:,}")
+        if not rejected:
+            kinds.add_row("none", "0")
+        console.print(kinds)
 
 
 # -- batch / verify ---------------------------------------------------------------------------------
