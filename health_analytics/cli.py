@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -28,7 +29,7 @@ def _settings(ctx: typer.Context) -> Settings:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -130,9 +131,9 @@ def doctor(ctx: typer.Context, spark: bool = typer.Option(True, help="also start
     report = run_checks(_settings(ctx), spark=spark)
     for check in report.checks:
         mark = "[green]✓[/green]" if check.ok else ("[red]✗[/red]" if check.required else "[yellow]![/yellow]")
-        line = f"{mark} {check.name}: {check.detail}"
+        line = f"{mark} {escape(check.name)}: {escape(check.detail)}"
         if not check.ok and check.fix:
-            line += f" — fix: {check.fix}"
+            line += f" — fix: {escape(check.fix)}"
         console.print(line, highlight=False, soft_wrap=True)
     if not report.healthy:
         raise typer.Exit(1)
@@ -251,7 +252,7 @@ def batch(
 
 def _print_summary(summary) -> None:
     for warning in summary.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     head = Table(title=f"batch {summary.batch_id} ({summary.mode})", show_header=False)
     head.add_row("changed documents", f"{summary.changed_documents:,}")
     head.add_row("users", f"{summary.users:,}")
@@ -298,7 +299,7 @@ def verify_cmd(
         _fail(f"verify failed: {describe_error(exc, settings.mongo_uri_value)}")
         return
     for m in report.mismatches:
-        console.print(f"[red]✗[/red] {m}", highlight=False, soft_wrap=True)
+        console.print(f"[red]✗[/red] {escape(str(m))}", highlight=False, soft_wrap=True)
     mark = "[green]✓[/green]" if report.ok else "[red]✗[/red]"
     console.print(f"{mark} {report.users} users: {report.expected_snapshots:,} expected snapshots, {report.stored_snapshots:,} stored, "
                   f"{len(report.mismatches)} mismatches")

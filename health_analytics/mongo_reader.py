@@ -144,7 +144,7 @@ def read_raw(spark: SparkSession, plan: ReadPlan) -> DataFrame:
     def read_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for query in batch.column("filter").to_pylist():
-                yield from _read_query(uri, database, collection, json_util.loads(query))
+                yield from _fetch_batches(uri, database, collection, json_util.loads(query))
 
     return specs.mapInArrow(read_partition, RAW_SCHEMA)
 
@@ -173,16 +173,8 @@ def _fetch_batches(uri: str, database: str, collection: str, query: dict[str, An
     return out
 
 
-def _read_query(uri: str, database: str, collection: str, query: dict[str, Any]) -> Iterator[pa.RecordBatch]:
-    yield from _fetch_batches(uri, database, collection, query)
-
-
 def _to_batch(rows: list[tuple], schema: pa.Schema) -> pa.RecordBatch:
     import pyarrow as pa
 
     columns = list(zip(*rows))
     return pa.RecordBatch.from_arrays([pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema)
-
-
-def epoch_day(day: dt.date) -> int:
-    return (day - EPOCH).days
