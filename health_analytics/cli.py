@@ -335,6 +335,7 @@ def dlq_retry(
     from health_analytics.dead_letter import DeadLetterQueue
     from health_analytics.mongo_client import connect, describe_error, is_local_server
     from health_analytics.mongo_sink import BULK_SIZE, write_documents
+    from health_analytics.redaction import uri_password
 
     settings = _settings(ctx)
     if not files and not all_files:
@@ -347,7 +348,7 @@ def dlq_retry(
             report = queue.retry(
                 None if all_files else files,
                 lambda docs: write_documents(collection, docs, swap=swap, bulk_size=5000 if swap else BULK_SIZE,
-                                             secret=settings.mongo_uri_value),
+                                             secret=uri_password(settings.mongo_uri_value)),
             )
     except Exception as exc:  # noqa: BLE001
         _fail(f"retry failed: {describe_error(exc, settings.mongo_uri_value)}")

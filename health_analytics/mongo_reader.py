@@ -79,15 +79,20 @@ def scan_changes(collection: Collection, since: dt.datetime | None, users: Seque
     return ChangeSet(documents=count, user_ids=frozenset(ids), first_day=first, newest_update=newest)
 
 
+def _user_key(user: Any) -> str:
+    """One key per user however it is stored: an ObjectId and its hex string (any case) are the same user."""
+    text = str(user)
+    return text.lower() if len(text) == 24 and all(c in "0123456789abcdefABCDEF" for c in text) else text
+
+
 def _both_forms(user_ids: Iterable[Any]) -> list[Any]:
-    """A user may be stored as an ObjectId or as its 24-hex string: ask for both."""
+    """A user may be stored as an ObjectId or as its 24-hex string: ask for every form we know."""
     out: set[Any] = set()
     for u in user_ids:
         out.add(u)
-        text = str(u)
-        if len(text) == 24 and all(c in "0123456789abcdefABCDEF" for c in text):
-            out.add(ObjectId(text))
-            out.add(text.lower())
+        key = _user_key(u)
+        if len(key) == 24 and ObjectId.is_valid(key):
+            out.update((ObjectId(key), key))
     return sorted(out, key=str)
 
 
@@ -103,7 +108,11 @@ def plan_read(
 ) -> ReadPlan:
     """One filter per partition: the affected users' history (from the earliest changed day's lookback
     when incremental, everything otherwise), plus the changed documents without a usable userId."""
-    users = sorted(changes.user_ids, key=str)
+    # Chunk by user (not by stored form), so all of one user's documents land in one partition.
+    forms: dict[str, list[Any]] = {}
+    for u in changes.user_ids:
+        forms.setdefault(_user_key(u), []).append(u)
+    users = sorted(forms)
     n = max(1, min(partitions, len(users))) if users else 0
     chunk = math.ceil(len(users) / n) if n else 0
     date_clause: dict[str, Any] | None = None
@@ -116,7 +125,8 @@ def plan_read(
         date_clause = {"$or": [{"date": {"$gte": bound}}, {"date": {"$not": {"$type": "date"}}}]}
     filters: list[dict[str, Any]] = []
     for i in range(n):
-        f: dict[str, Any] = {"userId": {"$in": _both_forms(users[i * chunk:(i + 1) * chunk])}}
+        chunk_forms = [form for key in users[i * chunk:(i + 1) * chunk] for form in forms[key]]
+        f: dict[str, Any] = {"userId": {"$in": _both_forms(chunk_forms)}}
         if date_clause:
             f.update(date_clause)
         filters.append(f)

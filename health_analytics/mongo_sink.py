@@ -120,9 +120,17 @@ def _bulk_swap(collection: Collection, docs: list[Mapping[str, Any]]) -> WriteOu
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != 11000 for e in errors):
             raise
-    existing = [docs[e["index"]] for e in errors]
+    positions = [e["index"] for e in errors]  # chunk positions of the documents that already exist
+    existing = [docs[i] for i in positions]
     collection.delete_many({"_id": {"$in": [d["_id"] for d in existing]}})
-    collection.insert_many(existing, ordered=False)
+    try:
+        collection.insert_many(existing, ordered=False)
+    except BulkWriteError as exc:
+        # Report failures at their positions in the chunk, as the caller expects of a bulk error.
+        details = dict(exc.details)
+        details["writeErrors"] = [{**e, "index": positions[e["index"]]} for e in details.get("writeErrors", [])]
+        details["nInserted"] = len(docs) - len(existing) + details.get("nInserted", 0)
+        raise BulkWriteError(details) from None
     return WriteOutcome(inserted=len(docs) - len(existing), updated=len(existing))
 
 
@@ -175,7 +183,7 @@ def _write_chunk(collection: Collection, chunk: list[Mapping[str, Any]], attempt
             # Unordered: everything except the reported indexes was written.
             errors = exc.details.get("writeErrors", [])
             failed_idx = {e["index"]: e for e in errors}
-            done.inserted += exc.details.get("nUpserted", 0)
+            done.inserted += exc.details.get("nUpserted", 0) + exc.details.get("nInserted", 0)
             done.updated += exc.details.get("nMatched", 0)
             retryable = [pending[i] for i, e in failed_idx.items() if e.get("code") in TRANSIENT_CODES]
             for i, e in failed_idx.items():

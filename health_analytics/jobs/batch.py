@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from health_analytics.mongo_client import connect, is_local_server
 from health_analytics.mongo_reader import ChangeSet, plan_read, read_raw, scan_changes
 from health_analytics.mongo_sink import ensure_analytics_indexes, write_snapshots
+from health_analytics.redaction import uri_password
 from health_analytics.settings import Settings
 from health_analytics.transforms.params import AnalyticsParams, BatchContext
 from health_analytics.transforms.pipeline import compute_analytics
@@ -140,14 +141,18 @@ def process_changes(
                 dlq_directory=str(settings.dlq_directory),
                 batch_id=batch_id,
                 started_ms=batch_ms,
-                secret=settings.mongo_uri.get_secret_value(),
+                secret=uri_password(settings.mongo_uri_value),
                 swap=local_server,
                 attempts=settings.mongo_write_attempts,
             )
             progress("summarising")
-            rejected = {r["reason"]: r["count"] for r in result.rejections.groupBy("reason").count().collect()}
+            rejections = result.rejections
+            if since is not None:  # the reloaded history's old rejections were counted by earlier batches
+                rejections = rejections.where(F.col("updated_ms") >= int(since.timestamp() * 1000))
+            rejections = rejections.drop("updated_ms")
+            rejected = {r["reason"]: r["count"] for r in rejections.groupBy("reason").count().collect()}
             if rejected:
-                _write_quarantine(result.rejections, settings, batch_id)
+                _write_quarantine(rejections, settings, batch_id)
             out: dict[str, Any] = {
                 "documents_read": documents_read,
                 "rejected": dict(sorted(rejected.items())),

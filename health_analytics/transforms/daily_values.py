@@ -23,6 +23,7 @@ def pick_daily_documents(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
         "day",
         F.lit("duplicate_day").alias("reason"),
         F.lit(None).cast("string").alias("field"),
+        "updated_ms",
     )
     return winners, losers
 
@@ -40,7 +41,7 @@ def flatten_metrics(winners: DataFrame) -> DataFrame:
             for m in METRICS
         ]
     )
-    exploded = winners.select(F.col("doc_id").alias("docId"), "userId", "day", F.explode(entries).alias("e")).where(
+    exploded = winners.select(F.col("doc_id").alias("docId"), "userId", "day", "updated_ms", F.explode(entries).alias("e")).where(
         ~F.col("e.kind").isin("missing", "null")
     )
     value = F.col("e.value")
@@ -48,7 +49,8 @@ def flatten_metrics(winners: DataFrame) -> DataFrame:
         F.when((F.col("e.kind") != "number") | F.isnan(value) | value.isNull() | (F.abs(value) == F.lit(float("inf"))), F.lit("invalid_value"))
         .when((value < F.col("e.low")) | (value > F.col("e.high")), F.lit("out_of_range"))
     )
-    return exploded.select("docId", "userId", F.col("e.metricType").alias("metricType"), "day", value.alias("value"), problem.alias("problem"))
+    return exploded.select("docId", "userId", F.col("e.metricType").alias("metricType"), "day", value.alias("value"),
+                           problem.alias("problem"), "updated_ms")
 
 
 def valid_values(flat: DataFrame) -> DataFrame:
@@ -57,5 +59,5 @@ def valid_values(flat: DataFrame) -> DataFrame:
 
 def value_rejections(flat: DataFrame) -> DataFrame:
     return flat.where(F.col("problem").isNotNull()).select(
-        "docId", "userId", "day", F.col("problem").alias("reason"), F.col("metricType").alias("field")
+        "docId", "userId", "day", F.col("problem").alias("reason"), F.col("metricType").alias("field"), "updated_ms"
     )

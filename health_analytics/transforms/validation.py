@@ -11,7 +11,8 @@ from pyspark.sql import functions as F
 from health_analytics.transforms.metrics import SOURCES
 from health_analytics.transforms.params import MS_PER_DAY
 
-REJECTION_COLUMNS = ("docId", "userId", "day", "reason", "field")
+# `updated_ms` says when the rejected document was written (so a batch counts only its own changes).
+REJECTION_COLUMNS = ("docId", "userId", "day", "reason", "field", "updated_ms")
 
 DOCUMENT_REASONS: tuple[str, ...] = (
     "wearable_field",
@@ -64,5 +65,5 @@ def check_documents(raw: DataFrame, today_day: int) -> DataFrame:
 
 def document_rejections(checked: DataFrame) -> DataFrame:
     return checked.where(F.col("reason").isNotNull()).select(
-        F.col("doc_id").alias("docId"), "userId", "day", "reason", F.lit(None).cast("string").alias("field")
+        F.col("doc_id").alias("docId"), "userId", "day", "reason", F.lit(None).cast("string").alias("field"), "updated_ms"
     )

@@ -32,10 +32,12 @@ def to_records(df: DataFrame) -> list[dict[str, Any]]:
     return df.to(_nullable(df.schema)).toArrow().to_pylist()
 
 
-def run_engine(spark, docs, *, today: dt.date, batch_time: dt.datetime, params: ReferenceParams = ReferenceParams()):
+def run_engine(spark, docs, *, today: dt.date, batch_time: dt.datetime, params: ReferenceParams = ReferenceParams(),
+               first_snapshot_day: dt.date | None = None):
     raw = spark.createDataFrame([document_to_raw_row(d) for d in docs], RAW_SCHEMA)
     batch_ms = int(batch_time.timestamp() * 1000)
-    ctx = BatchContext(batch_time_ms=batch_ms, today_day=(today - dt.date(1970, 1, 1)).days)
+    ctx = BatchContext(batch_time_ms=batch_ms, today_day=(today - dt.date(1970, 1, 1)).days,
+                       first_snapshot_day=None if first_snapshot_day is None else (first_snapshot_day - dt.date(1970, 1, 1)).days)
     result = compute_analytics(
         raw,
         AnalyticsParams(

@@ -60,7 +60,7 @@ def test_valid_rows_undisturbed_and_equal_to_reference(outcome, spark):
 
 def test_rejections_never_carry_values(outcome):
     *_, rejections = outcome
-    assert all(set(r) == {"docId", "userId", "day", "reason", "field"} for r in rejections)
+    assert all(set(r) == {"docId", "userId", "day", "reason", "field", "updated_ms"} for r in rejections)
 
 
 def test_duplicate_day_later_update_wins_and_keeps_its_own_gaps(spark):
