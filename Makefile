@@ -40,6 +40,8 @@ demo: java localdb
 	$(CLI) seed --users 100 --days 120 --invalid-share 0.02 --pattern
 	$(CLI) inspect
 	$(CLI) batch --full
+	@echo "The SPEC worked-example user alone (its 18 000-step day, 2025-11-17, is flagged with z = 11.35):"
+	$(CLI) batch --full --user 655eed000000000000000001
 	$(CLI) verify --users 20
 	@echo
 	@echo "The local server keeps running; stop it with: make stop"
