@@ -16,7 +16,7 @@ from health_analytics.transforms.validation import check_documents, document_rej
 class AnalyticsResult:
     values: DataFrame  # one valid value per (userId, metricType, day)
     snapshots: DataFrame
-    rejections: DataFrame  # docId, userId, day, reason, field — never the values
+    rejections: DataFrame  # docId, userId, day, reason, field, updated_ms — never the values
 
 
 def compute_analytics(raw: DataFrame, params: AnalyticsParams, ctx: BatchContext) -> AnalyticsResult:
