@@ -25,7 +25,8 @@ from bson import Decimal128, ObjectId
 from bson.codec_options import DatetimeConversion
 from pymongo.errors import OperationFailure
 
-from health_analytics.seed import METRIC_RANGES, server_is_ferretdb
+from health_analytics.mongo_client import is_local_server
+from health_analytics.seed import METRIC_RANGES
 
 UTC = dt.timezone.utc
 NO_SOURCE = "(none)"  # absent or null source; the engine treats it as "manual"
@@ -242,7 +243,7 @@ def inspect_data(
     today = today or dt.datetime.now(UTC).date()
     tomorrow = dt.datetime(today.year, today.month, today.day, tzinfo=UTC) + dt.timedelta(days=1)
     if strategy == "auto":
-        strategy = "stream" if server_is_ferretdb(db.client) else "server"
+        strategy = "stream" if is_local_server(db.client) else "server"
     if strategy not in ("server", "stream"):
         raise ValueError(f"unknown strategy {strategy!r}")
     health = _tolerant(db[health_collection])

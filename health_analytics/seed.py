@@ -38,25 +38,16 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, OperationFailure
 
+from health_analytics.mongo_client import is_local_server
+from health_analytics.transforms.metrics import METRIC_NAMES, SOURCES, WEARABLE_FIELDS
+from health_analytics.transforms.metrics import METRICS as CATALOG
+
 UTC = dt.timezone.utc
 _DAY = dt.timedelta(days=1)
 
-METRICS: tuple[str, ...] = (
-    "steps", "distance", "calories", "activeMinutes", "heartPoints", "weight", "sleepHours", "hydration",
-)
-# SPEC §1 ranges, bounds inclusive.
-METRIC_RANGES: dict[str, tuple[float, float]] = {
-    "steps": (0, 100_000),
-    "distance": (0, 500),
-    "calories": (0, 10_000),
-    "activeMinutes": (0, 1440),
-    "heartPoints": (0, 500),
-    "weight": (30, 300),
-    "sleepHours": (0, 24),
-    "hydration": (0, 10),
-}
-SOURCES: tuple[str, ...] = ("manual", "googlefit", "import")
-WEARABLE_FIELDS: tuple[str, ...] = ("heartRate", "oxygenSaturation", "bloodOxygen")
+# SPEC §1's catalog, shared with the engine (bounds inclusive).
+METRICS: tuple[str, ...] = METRIC_NAMES
+METRIC_RANGES: dict[str, tuple[float, float]] = {m.name: (m.low, m.high) for m in CATALOG}
 
 # What each kind of invalid document breaks, and the docs/ANALYTICS.md reason the engine must give it.
 INVALID_KIND_REASONS: dict[str, str] = {
@@ -560,14 +551,6 @@ class SeedReport:
     duration_s: float
 
 
-def server_is_ferretdb(client) -> bool:
-    """True for FerretDB (the local server), whose buildInfo carries its own version."""
-    try:
-        return "ferretdbVersion" in client.admin.command("buildInfo")
-    except OperationFailure:
-        return False
-
-
 def _insert(collection, batch: list[dict[str, Any]]) -> tuple[int, int]:
     """(inserted, already present) for one unordered batch; any error but a duplicate key is raised."""
     try:
@@ -595,7 +578,7 @@ def seed_collection(
     if batch_size < 1:
         raise ValueError("batch_size must be ≥ 1")
     started = time.perf_counter()
-    if plan.nan_values and server_is_ferretdb(collection.database.client):
+    if plan.nan_values and is_local_server(collection.database.client):
         raise ValueError("the local server (FerretDB) refuses NaN and drops the connection: seed without nan_values")
     ensure_healthmetrics_indexes(collection)
     generated = inserted = present = invalid = 0

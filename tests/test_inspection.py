@@ -9,7 +9,8 @@ import pytest
 from bson import Int64, ObjectId
 
 from health_analytics.inspection import NO_SOURCE, inspect_data, summarize_collections
-from health_analytics.seed import METRIC_RANGES, SeedPlan, generate_documents, seed_collection, server_is_ferretdb
+from health_analytics.mongo_client import is_local_server
+from health_analytics.seed import METRIC_RANGES, SeedPlan, generate_documents, seed_collection
 
 UTC = dt.timezone.utc
 TODAY = dt.date(2025, 11, 19)
@@ -125,7 +126,7 @@ def test_auto_streams_on_the_local_server(db, monkeypatch):
     monkeypatch.setattr(inspection, "_inspect_by_streaming", lambda *a: called.append("stream") or _stub())
     monkeypatch.setattr(inspection, "_inspect_on_server", lambda *a: called.append("server") or _stub())
     inspect_data(db, health_collection="healthmetrics", analytics_collection="analytics", today=TODAY)
-    assert called == (["stream"] if server_is_ferretdb(db.client) else ["server"])
+    assert called == (["stream"] if is_local_server(db.client) else ["server"])
     with pytest.raises(ValueError):
         inspect_data(db, health_collection="healthmetrics", analytics_collection="analytics", strategy="guess")
 

@@ -10,6 +10,7 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from health_analytics.mongo_client import is_local_server
 from health_analytics.reference import compute_reference
 from health_analytics.seed import (
     INVALID_KIND_REASONS,
@@ -24,7 +25,6 @@ from health_analytics.seed import (
     generate_with_kinds,
     pattern_documents,
     seed_collection,
-    server_is_ferretdb,
     user_id,
 )
 
@@ -270,7 +270,7 @@ def test_indexes_and_the_unique_user_day(db):
 
 @pytest.mark.db
 def test_nan_plans_are_refused_by_the_local_server(db):
-    if not server_is_ferretdb(db.client):
+    if not is_local_server(db.client):
         pytest.skip("MongoDB stores NaN; only FerretDB refuses it")
     with pytest.raises(ValueError, match="NaN"):
         seed_collection(db["healthmetrics"], SeedPlan(users=2, days=5, invalid_share=0.5, today=TODAY, nan_values=True))
