@@ -259,6 +259,7 @@ def _print_summary(summary) -> None:
     head.add_row("documents read", f"{summary.documents_read:,}")
     head.add_row("rejected", ", ".join(f"{k} {v:,}" for k, v in summary.rejected.items()) or "0")
     head.add_row("snapshots", f"{summary.snapshots:,} ({summary.inserted:,} inserted, {summary.updated:,} updated)")
+    head.add_row("stale snapshots deleted", f"{summary.deleted:,}")
     head.add_row("dead-lettered", f"{summary.dead_lettered:,}" + (f" in {len(summary.dlq_files)} file(s)" if summary.dlq_files else ""))
     head.add_row("duration", f"{summary.duration_s:.1f}s")
     console.print(head)

@@ -19,7 +19,6 @@ from pymongo.errors import PyMongoError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from health_analytics.mongo_client import connect
-from health_analytics.transforms.params import STREAK_LOOKBACK_DAYS
 from health_analytics.transforms.raw_rows import RAW_SCHEMA, READ_PROJECTION, document_to_raw_row
 
 if TYPE_CHECKING:
@@ -32,6 +31,8 @@ EPOCH = dt.date(1970, 1, 1)
 ARROW_BATCH_ROWS = 10_000
 # Documents whose userId can't name a user (missing, a number, ...) still need reading: they are rejections.
 UNUSABLE_USER_ID = {"userId": {"$not": {"$type": ["objectId", "string"]}}}
+MIN_USERS_PER_PARTITION = 250
+EXISTING_DAYS_SCHEMA = "userId string, metricType string, day int"
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class ReadPlan:
     database: str
     collection: str
     filters: tuple[str, ...]  # one Extended JSON filter per Spark partition
-    first_snapshot_day: int | None  # epoch day: snapshots before it are not exact with this read, so not written
+    first_snapshot_day: int | None  # epoch day: earliest changed day; earlier snapshots are written only if missing
+    analytics_collection: str | None = None
+    existing_filters: tuple[str, ...] = ()  # one filter per partition over the stored snapshots
 
 
 def scan_changes(collection: Collection, since: dt.datetime | None, users: Sequence[Any] | None = None) -> ChangeSet:
@@ -105,41 +108,46 @@ def plan_read(
     since: dt.datetime | None,
     partitions: int,
     incremental: bool,
+    analytics_collection: str | None = None,
 ) -> ReadPlan:
-    """One filter per partition: the affected users' history (from the earliest changed day's lookback
-    when incremental, everything otherwise), plus the changed documents without a usable userId."""
+    """One filter per partition: the affected users' whole history, plus (in the first partition) the
+    changed documents without a usable userId; and, with `analytics_collection`, one filter per partition
+    for the same users' stored snapshot days.
+
+    An incremental batch writes snapshots from the earliest changed day on, but reads all of the users'
+    history: a latest day that turns invalid moves the history window back, and the days it brings back
+    need their own year of streak history (reconcile.py). The cost follows the number of changed users.
+    """
     # Chunk by user (not by stored form), so all of one user's documents land in one partition.
     forms: dict[str, list[Any]] = {}
     for u in changes.user_ids:
         forms.setdefault(_user_key(u), []).append(u)
     users = sorted(forms)
-    n = max(1, min(partitions, len(users))) if users else 0
-    chunk = math.ceil(len(users) / n) if n else 0
-    date_clause: dict[str, Any] | None = None
-    first_snapshot_day: int | None = None
-    if incremental and changes.first_day is not None:
-        # Every snapshot on or after the earliest changed day looks back at most a year (streaks) —
-        # more than the 2×90 days of the previous window or the 30 days of the baseline.
-        first_snapshot_day = (changes.first_day - EPOCH).days
-        bound = dt.datetime.combine(changes.first_day - dt.timedelta(days=STREAK_LOOKBACK_DAYS - 1), dt.time(), UTC)
-        date_clause = {"$or": [{"date": {"$gte": bound}}, {"date": {"$not": {"$type": "date"}}}]}
-    filters: list[dict[str, Any]] = []
-    for i in range(n):
-        chunk_forms = [form for key in users[i * chunk:(i + 1) * chunk] for form in forms[key]]
-        f: dict[str, Any] = {"userId": {"$in": _both_forms(chunk_forms)}}
-        if date_clause:
-            f.update(date_clause)
-        filters.append(f)
+    # Every query scans the collection on the local server: few users need no more than one partition.
+    n = max(1, min(partitions, math.ceil(len(users) / MIN_USERS_PER_PARTITION)))
+    chunk = math.ceil(len(users) / n) if users else 0
+    first_snapshot_day = (changes.first_day - EPOCH).days if incremental and changes.first_day is not None else None
     unusable = dict(UNUSABLE_USER_ID)
     if since is not None:
         unusable["updatedAt"] = {"$gte": since}
-    filters.append(unusable)
+    filters: list[dict[str, Any]] = []
+    existing: list[dict[str, Any]] = []
+    for i in range(n):
+        chunk_users = users[i * chunk:(i + 1) * chunk]
+        chunk_forms = [form for key in chunk_users for form in forms[key]]
+        f: dict[str, Any] = {"userId": {"$in": _both_forms(chunk_forms)}}
+        filters.append({"$or": [f, unusable]} if i == 0 else f)
+        if chunk_users:
+            existing.append({"userId": {"$in": [ObjectId(u) for u in chunk_users if ObjectId.is_valid(u)]}, "timeRange": "7day"})
     return ReadPlan(
         uri=uri,
         database=database,
         collection=collection,
         filters=tuple(json_util.dumps(f, json_options=json_util.CANONICAL_JSON_OPTIONS) for f in filters),
         first_snapshot_day=first_snapshot_day,
+        analytics_collection=analytics_collection,
+        existing_filters=tuple(json_util.dumps(f, json_options=json_util.CANONICAL_JSON_OPTIONS) for f in existing)
+        if analytics_collection else (),
     )
 
 
@@ -157,6 +165,50 @@ def read_raw(spark: SparkSession, plan: ReadPlan) -> DataFrame:
                 yield from _fetch_batches(uri, database, collection, json_util.loads(query))
 
     return specs.mapInArrow(read_partition, RAW_SCHEMA)
+
+
+def read_existing_days(spark: SparkSession, plan: ReadPlan) -> DataFrame:
+    """The affected users' stored snapshot days (userId, metricType, day), read by the executors.
+
+    Only `7day` snapshots are read: the three ranges of a day are always written and deleted together.
+    """
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    filters = plan.existing_filters or (json_util.dumps({"_id": {"$exists": False}}),)
+    specs = spark.createDataFrame([(f,) for f in filters], StructType([StructField("filter", StringType())]))
+    specs = specs.repartition(len(filters))
+    uri, database, collection = plan.uri, plan.database, plan.analytics_collection
+
+    def read_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for query in batch.column("filter").to_pylist():
+                yield from _fetch_days(uri, database, collection, json_util.loads(query))
+
+    return specs.mapInArrow(read_partition, EXISTING_DAYS_SCHEMA)
+
+
+@retry(
+    retry=retry_if_exception_type(PyMongoError),
+    stop=stop_after_attempt(4),
+    wait=wait_exponential(multiplier=0.5, max=8),
+    reraise=True,
+)
+def _fetch_days(uri: str, database: str, collection: str, query: dict[str, Any]) -> list[pa.RecordBatch]:
+    import pyarrow as pa
+
+    users: list[str] = []
+    metrics: list[str] = []
+    days: list[int] = []
+    with connect(uri, timeout_ms=10_000) as client:
+        for doc in client[database][collection].find(query, {"_id": 0, "userId": 1, "metricType": 1, "periodEnd": 1}, batch_size=10_000):
+            end = doc.get("periodEnd")
+            if not isinstance(end, dt.datetime):
+                continue
+            users.append(str(doc.get("userId")).lower())
+            metrics.append(str(doc.get("metricType")))
+            days.append(((end.astimezone(UTC).date() if end.tzinfo else end.date()) - EPOCH).days)
+    schema = pa.schema([("userId", pa.string()), ("metricType", pa.string()), ("day", pa.int32())])
+    return [pa.RecordBatch.from_arrays([pa.array(users, pa.string()), pa.array(metrics, pa.string()), pa.array(days, pa.int32())], schema=schema)]
 
 
 @retry(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,11 +45,13 @@ class WriteOutcome:
     inserted: int = 0
     updated: int = 0
     failed: list[tuple[Mapping[str, Any], str]] = field(default_factory=list)
+    inserted_ids: set[Any] = field(default_factory=set)  # new documents (the rest replaced existing ones)
 
     def add(self, other: WriteOutcome) -> None:
         self.inserted += other.inserted
         self.updated += other.updated
         self.failed.extend(other.failed)
+        self.inserted_ids |= other.inserted_ids
 
 
 ANALYTICS_INDEXES = [
@@ -105,7 +107,7 @@ def _is_transient(exc: BaseException) -> bool:
 def _bulk(collection: Collection, docs: list[Mapping[str, Any]]) -> WriteOutcome:
     """MongoDB: one unordered bulk of replace-by-`_id` upserts (each atomic, each an index lookup)."""
     result = collection.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], ordered=False)
-    return WriteOutcome(inserted=result.upserted_count, updated=result.matched_count)
+    return WriteOutcome(inserted=result.upserted_count, updated=result.matched_count, inserted_ids=set(result.upserted_ids.values()))
 
 
 def _bulk_swap(collection: Collection, docs: list[Mapping[str, Any]]) -> WriteOutcome:
@@ -115,7 +117,7 @@ def _bulk_swap(collection: Collection, docs: list[Mapping[str, Any]]) -> WriteOu
     absent, and a crash in that gap leaves it to the next run (it is recomputed from its inputs)."""
     try:
         collection.insert_many(docs, ordered=False)
-        return WriteOutcome(inserted=len(docs))
+        return WriteOutcome(inserted=len(docs), inserted_ids={d["_id"] for d in docs})
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != 11000 for e in errors):
@@ -131,7 +133,9 @@ def _bulk_swap(collection: Collection, docs: list[Mapping[str, Any]]) -> WriteOu
         details["writeErrors"] = [{**e, "index": positions[e["index"]]} for e in details.get("writeErrors", [])]
         details["nInserted"] = len(docs) - len(existing) + details.get("nInserted", 0)
         raise BulkWriteError(details) from None
-    return WriteOutcome(inserted=len(docs) - len(existing), updated=len(existing))
+    fresh = set(positions)
+    return WriteOutcome(inserted=len(docs) - len(existing), updated=len(existing),
+                        inserted_ids={d["_id"] for i, d in enumerate(docs) if i not in fresh})
 
 
 def write_documents(
@@ -185,6 +189,7 @@ def _write_chunk(collection: Collection, chunk: list[Mapping[str, Any]], attempt
             failed_idx = {e["index"]: e for e in errors}
             done.inserted += exc.details.get("nUpserted", 0) + exc.details.get("nInserted", 0)
             done.updated += exc.details.get("nMatched", 0)
+            done.inserted_ids |= {u["_id"] for u in exc.details.get("upserted", [])}
             retryable = [pending[i] for i, e in failed_idx.items() if e.get("code") in TRANSIENT_CODES]
             for i, e in failed_idx.items():
                 if e.get("code") not in TRANSIENT_CODES:
@@ -214,7 +219,11 @@ class SinkReport:
     dlq_files: tuple[str, ...]
 
 
-SINK_STATS_SCHEMA = "inserted long, updated long, failed long, dlq_file string"
+SINK_OUTPUT_SCHEMA = (
+    "kind string, inserted long, updated long, failed long, dlq_file string, "
+    "userId string, metricType string, timeRange string, analytics string, operationType string"
+)
+EVENT_COLUMNS = ("userId", "metricType", "timeRange", "analytics", "operationType")
 
 
 def write_snapshots(
@@ -229,12 +238,24 @@ def write_snapshots(
     secret: str | None = None,
     swap: bool = False,
     attempts: int = 5,
+    on_events: Callable[[Any], None] | None = None,
 ) -> SinkReport:
     """Write a snapshot DataFrame from the executors; each task dead-letters what it could not write
-    (durably, before the job reports success) and returns only its counts to the driver."""
+    (durably, before the job reports success) and returns only its counts to the driver.
+
+    With `on_events`, each task also reports every written snapshot that is its user's latest of its
+    (metricType, timeRange) — `calculatedAt` equal to the batch time — with its analytics as JSON and
+    whether it was inserted or replaced; `on_events` gets those rows as a DataFrame (EVENT_COLUMNS)
+    while the written result is still cached, so the writes run exactly once.
+    """
     import pyarrow as pa
+    from pyspark import StorageLevel
+
+    notify = on_events is not None
 
     def write_partition(batches):
+        import json
+
         from pyspark import TaskContext
 
         from health_analytics.dead_letter import DeadLetterQueue
@@ -243,28 +264,108 @@ def write_snapshots(
 
         part = TaskContext.get().partitionId() if TaskContext.get() else 0
         outcome = WriteOutcome()
+        latest: dict[Any, tuple[str, str, str, str]] = {}
 
         def documents():
             for batch in batches:
                 for row in batch.to_pylist():
                     doc = to_document(row)
                     doc["metadata"]["processingDurationMs"] = max(0, int(time.time() * 1000) - started_ms)
+                    if notify and int(row["calculatedAt"].timestamp() * 1000) == started_ms:
+                        from health_analytics.backend_events import json_safe
+
+                        latest[doc["_id"]] = (row["userId"], row["metricType"], row["timeRange"],
+                                              json.dumps(json_safe(doc["analytics"]), separators=(",", ":")))
                     yield doc
 
         with connect(uri, timeout_ms=10_000) as client:
             outcome = write_documents(client[database][collection], documents(), secret=secret, swap=swap,
                                       bulk_size=5000 if swap else BULK_SIZE, attempts=attempts)
         dlq_file = DeadLetterQueue(dlq_directory).write(outcome.failed, batch_id=batch_id, part=part) if outcome.failed else None
+        failed_ids = {d["_id"] for d, _e in outcome.failed}
+        events = [(k, v) for k, v in latest.items() if k not in failed_ids]
         yield pa.RecordBatch.from_pydict(
-            {"inserted": [outcome.inserted], "updated": [outcome.updated], "failed": [len(outcome.failed)],
-             "dlq_file": [str(dlq_file) if dlq_file else None]},
-            schema=pa.schema([("inserted", pa.int64()), ("updated", pa.int64()), ("failed", pa.int64()), ("dlq_file", pa.string())]),
+            {
+                "kind": ["stats"] + ["event"] * len(events),
+                "inserted": [outcome.inserted] + [None] * len(events),
+                "updated": [outcome.updated] + [None] * len(events),
+                "failed": [len(outcome.failed)] + [None] * len(events),
+                "dlq_file": [str(dlq_file) if dlq_file else None] + [None] * len(events),
+                "userId": [None] + [v[0] for _k, v in events],
+                "metricType": [None] + [v[1] for _k, v in events],
+                "timeRange": [None] + [v[2] for _k, v in events],
+                "analytics": [None] + [v[3] for _k, v in events],
+                "operationType": [None] + ["insert" if k in outcome.inserted_ids else "update" for k, _v in events],
+            },
+            schema=pa.schema([("kind", pa.string()), ("inserted", pa.int64()), ("updated", pa.int64()), ("failed", pa.int64()),
+                              ("dlq_file", pa.string()), ("userId", pa.string()), ("metricType", pa.string()),
+                              ("timeRange", pa.string()), ("analytics", pa.string()), ("operationType", pa.string())]),
         )
 
-    stats = snapshots.mapInArrow(write_partition, SINK_STATS_SCHEMA).collect()  # one small row per task
+    out = snapshots.mapInArrow(write_partition, SINK_OUTPUT_SCHEMA)
+    if notify:
+        out = out.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        stats = out.where("kind = 'stats'").select("inserted", "updated", "failed", "dlq_file").collect()  # one row per task
+        if on_events is not None:
+            on_events(out.where("kind = 'event'").select(*EVENT_COLUMNS))
+    finally:
+        if notify:
+            out.unpersist()
     return SinkReport(
         inserted=sum(r["inserted"] for r in stats),
         updated=sum(r["updated"] for r in stats),
         dead_lettered=sum(r["failed"] for r in stats),
         dlq_files=tuple(r["dlq_file"] for r in stats if r["dlq_file"]),
     )
+
+
+DELETE_CHUNK = 3000
+
+
+def delete_snapshot_days(
+    stale_days: Any,
+    *,
+    uri: str,
+    database: str,
+    collection: str,
+    attempts: int = 5,
+    secret: str | None = None,
+) -> int:
+    """Delete the snapshots (all three ranges) of stored days a full recomputation no longer has, by
+    their key-derived `_id`s, from the executors. A delete that still fails after the retries fails the
+    job, so the batch is not checkpointed and runs again."""
+    import pyarrow as pa
+
+    def delete_partition(batches):
+        import datetime as dt
+
+        from health_analytics.mongo_client import connect
+        from health_analytics.snapshot_documents import snapshot_id
+        from health_analytics.transforms.metrics import TIME_RANGES
+
+        ids = []
+        for batch in batches:
+            for row in batch.to_pylist():
+                end = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=row["day"])
+                ids.extend(snapshot_id(row["userId"], row["metricType"], name, end) for name, _n in TIME_RANGES)
+        deleted = 0
+        if ids:
+            with connect(uri, timeout_ms=10_000) as client:
+                coll = client[database][collection]
+                for i in range(0, len(ids), DELETE_CHUNK):
+                    deleted += _delete_chunk(coll, ids[i:i + DELETE_CHUNK], attempts, secret)
+        yield pa.RecordBatch.from_pydict({"deleted": [deleted]}, schema=pa.schema([("deleted", pa.int64())]))
+
+    return sum(r["deleted"] for r in stale_days.mapInArrow(delete_partition, "deleted long").collect())
+
+
+def _delete_chunk(collection: Collection, ids: list[Any], attempts: int, secret: str | None, backoff_s: float = 0.2) -> int:
+    for attempt in range(1, attempts + 1):
+        try:
+            return collection.delete_many({"_id": {"$in": ids}}).deleted_count
+        except PyMongoError as exc:
+            if attempt == attempts or not _is_transient(exc):
+                raise RuntimeError(redact_text(f"deleting stale snapshots failed: {type(exc).__name__}: {str(exc)[:200]}", secret)) from None
+            time.sleep(backoff_s * (2 ** (attempt - 1)))
+    return 0

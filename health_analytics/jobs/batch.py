@@ -19,8 +19,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from health_analytics.mongo_client import connect, is_local_server
-from health_analytics.mongo_reader import ChangeSet, plan_read, read_raw, scan_changes
-from health_analytics.mongo_sink import ensure_analytics_indexes, write_snapshots
+from health_analytics.mongo_reader import ChangeSet, plan_read, read_existing_days, read_raw, scan_changes
+from health_analytics.mongo_sink import delete_snapshot_days, ensure_analytics_indexes, write_snapshots
 from health_analytics.redaction import uri_password
 from health_analytics.settings import Settings
 from health_analytics.transforms.params import AnalyticsParams, BatchContext
@@ -42,6 +42,7 @@ class BatchSummary:
     inserted: int = 0
     updated: int = 0
     dead_lettered: int = 0
+    deleted: int = 0
     dlq_files: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -108,10 +109,13 @@ def process_changes(
     progress: Callable[[str], None] = lambda _msg: None,
     with_highlights: bool = True,
     local_server: bool = False,
+    on_events: Callable[[DataFrame], None] | None = None,
 ) -> dict[str, Any]:
-    """Read the affected users' history, compute, write; returns the summary fields it measured.
+    """Read the affected users' history and stored snapshot days, compute, write, delete what a full
+    recomputation no longer has; returns the summary fields it measured.
 
-    Shared by the batch job and each micro-batch of the streaming job.
+    Shared by the batch job and each micro-batch of the streaming job (which passes `on_events` to
+    receive the users' latest written snapshots, see mongo_sink.write_snapshots).
     """
     partitions = max(1, spark.sparkContext.defaultParallelism)
     plan = plan_read(
@@ -122,14 +126,17 @@ def process_changes(
         since=since,
         partitions=partitions,
         incremental=incremental,
+        analytics_collection=settings.analytics_collection,
     )
     ctx = BatchContext.at(batch_ms, job_id=f"{spark.sparkContext.applicationId}/{batch_id}", spark_version=spark.version,
                           first_snapshot_day=plan.first_snapshot_day)
     progress("reading documents")
     raw = read_raw(spark, plan).persist(StorageLevel.MEMORY_AND_DISK)
+    existing = read_existing_days(spark, plan).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         documents_read = raw.count()
-        result = compute_analytics(raw, AnalyticsParams.from_settings(settings), ctx)
+        existing.count()  # read the stored days now, before this batch's own writes change them
+        result = compute_analytics(raw, AnalyticsParams.from_settings(settings), ctx, existing)
         snapshots = result.snapshots.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             progress("computing and writing snapshots")
@@ -144,7 +151,19 @@ def process_changes(
                 secret=uri_password(settings.mongo_uri_value),
                 swap=local_server,
                 attempts=settings.mongo_write_attempts,
+                on_events=on_events,
             )
+            deleted = 0
+            if result.stale is not None:
+                progress("deleting stale snapshots")
+                deleted = delete_snapshot_days(
+                    result.stale,
+                    uri=settings.mongo_uri_value,
+                    database=settings.mongo_db_name,
+                    collection=settings.analytics_collection,
+                    attempts=settings.mongo_write_attempts,
+                    secret=uri_password(settings.mongo_uri_value),
+                )
             progress("summarising")
             rejections = result.rejections
             if since is not None:  # the reloaded history's old rejections were counted by earlier batches
@@ -160,6 +179,7 @@ def process_changes(
                 "inserted": report.inserted,
                 "updated": report.updated,
                 "dead_lettered": report.dead_lettered,
+                "deleted": deleted,
                 "dlq_files": list(report.dlq_files),
             }
             if with_highlights:
@@ -169,6 +189,7 @@ def process_changes(
             snapshots.unpersist()
     finally:
         raw.unpersist()
+        existing.unpersist()
 
 
 def _write_quarantine(rejections: DataFrame, settings: Settings, batch_id: str) -> None:

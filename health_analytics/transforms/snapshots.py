@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from health_analytics.transforms.anomalies import add_anomalies, baseline_columns
 from health_analytics.transforms.comparison import comparison_columns
 from health_analytics.transforms.metrics import TIME_RANGES
+from health_analytics.transforms.reconcile import days_to_write
 from health_analytics.transforms.params import MS_PER_DAY, SNAPSHOT_TTL_DAYS, AnalyticsParams, BatchContext
 from health_analytics.transforms.streaks import add_run_starts, add_streaks, run_edge_columns
 from health_analytics.transforms.window_stats import by_day, statistics_columns, window_columns
@@ -86,11 +87,13 @@ def _range_analytics(name: str, n: int, calculated_at: Column) -> Column:
     return F.struct(F.lit(name).alias("timeRange"), analytics.alias("analytics"))
 
 
-def build_snapshots(values: DataFrame, params: AnalyticsParams, ctx: BatchContext) -> DataFrame:
-    """Valid daily values (userId, metricType, day, value) → one snapshot row per key of SPEC §2."""
-    daily = daily_analytics(values, params)
-    if ctx.first_snapshot_day is not None:
-        daily = daily.where(F.col("day") >= ctx.first_snapshot_day)
+def build_snapshots(values: DataFrame, params: AnalyticsParams, ctx: BatchContext, existing: DataFrame | None = None) -> DataFrame:
+    """Valid daily values (userId, metricType, day, value) → one snapshot row per key of SPEC §2.
+
+    With `ctx.first_snapshot_day`, only the days an incremental batch must write (see reconcile.py);
+    `existing` holds the affected users' stored snapshot days.
+    """
+    daily = days_to_write(daily_analytics(values, params), existing, ctx.first_snapshot_day)
     calculated_ms = F.lit(ctx.batch_time_ms) - (F.col("latest_day") - F.col("day")).cast("long")
     calculated_at = F.timestamp_millis(calculated_ms)
     ranges = F.array(*[_range_analytics(name, n, calculated_at) for name, n in TIME_RANGES])

@@ -1,0 +1,48 @@
+"""Which stored snapshots an incremental batch must add, rewrite or delete, so that the collection equals
+a full recomputation (SPEC §3).
+
+Rewriting the snapshots from the earliest changed day on is not enough on its own: a value that turns
+invalid leaves its day's snapshots behind, a new latest day pushes the oldest day out of the
+`ANALYTICS_HISTORY_DAYS` window, and a latest day that turns invalid pulls earlier days back in. The
+stored snapshot days of the affected users (`existing`: userId, metricType, day) settle all three.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from health_analytics.transforms.params import AnalyticsParams
+
+DAY_KEY = ["userId", "metricType", "day"]
+
+
+def snapshot_days(values: DataFrame, params: AnalyticsParams) -> DataFrame:
+    """(userId, metricType, day) of every snapshot a full recomputation has: valid days within the
+    history window that ends at the user's latest day of the metric."""
+    latest = F.max("day").over(Window.partitionBy("userId", "metricType"))
+    return (
+        values.select(*DAY_KEY, latest.alias("_latest"))
+        .where(F.col("day") > F.col("_latest") - params.history_days)
+        .select(*DAY_KEY)
+    )
+
+
+def stale_days(existing: DataFrame, values: DataFrame, params: AnalyticsParams) -> DataFrame:
+    """Stored snapshot days that a full recomputation no longer has: to delete (all three ranges)."""
+    return existing.select(*DAY_KEY).join(snapshot_days(values, params), DAY_KEY, "left_anti")
+
+
+def days_to_write(daily: DataFrame, existing: DataFrame | None, first_day: int | None) -> DataFrame:
+    """Snapshot rows to (re)write: every day from the earliest changed day on, and earlier days of the
+    window that are not stored yet (the window moved back). Without `first_day`: every day."""
+    if first_day is None:
+        return daily
+    if existing is None:
+        return daily.where(F.col("day") >= first_day)
+    stored = existing.select(*DAY_KEY).withColumn("_stored", F.lit(True))
+    return (
+        daily.join(stored, DAY_KEY, "left")
+        .where((F.col("day") >= first_day) | F.col("_stored").isNull())
+        .drop("_stored")
+    )
