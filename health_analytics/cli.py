@@ -250,6 +250,33 @@ def batch(
     raise typer.Exit(summary.exit_code)
 
 
+@app.command()
+def stream(ctx: typer.Context) -> None:
+    """Run the streaming service: a micro-batch every BATCH_INTERVAL_SECONDS until SIGTERM or Ctrl+C.
+
+    Prints one JSON line per batch on stdout; status lines go to stderr. Endpoints: /health,
+    /health/live, /health/ready and /metrics on HEALTH_CHECK_HOST:HEALTH_CHECK_PORT.
+    """
+    import logging
+
+    from health_analytics.jobs.stream import serve
+    from health_analytics.spark_session import JavaError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    def batch_line(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        code = serve(_settings(ctx), say=lambda line: err_console.print(escape(line), highlight=False, soft_wrap=True),
+                     batch_log=batch_line)
+    except JavaError as exc:
+        _fail(str(exc))
+        return
+    raise typer.Exit(code)
+
+
 def _print_summary(summary) -> None:
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)

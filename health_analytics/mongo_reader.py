@@ -43,6 +43,9 @@ class ChangeSet:
     user_ids: frozenset[Any]
     first_day: dt.date | None
     newest_update: dt.datetime | None
+    # (document id, updatedAt ms) of the changed documents updated within `recent_ms` of the newest one:
+    # a poll that looks back over an overlap skips these instead of processing them again.
+    recent_keys: frozenset[tuple[str, int]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -56,18 +59,40 @@ class ReadPlan:
     existing_filters: tuple[str, ...] = ()  # one filter per partition over the stored snapshots
 
 
-def scan_changes(collection: Collection, since: dt.datetime | None, users: Sequence[Any] | None = None) -> ChangeSet:
-    """Stream the changed documents' ids, dates and update times (nothing else) to find who changed."""
+def scan_changes(
+    collection: Collection,
+    since: dt.datetime | None,
+    users: Sequence[Any] | None = None,
+    *,
+    skip: frozenset[tuple[str, int]] = frozenset(),
+    recent_ms: int | None = None,
+) -> ChangeSet:
+    """Stream the changed documents' ids, dates and update times (nothing else) to find who changed.
+
+    `skip`: (id, updatedAt ms) pairs already processed, not counted as changes. With `recent_ms`, the
+    result names the documents updated within that many ms of the newest change (`recent_keys`).
+    """
     query: dict[str, Any] = {}
     if since is not None:
         query["updatedAt"] = {"$gte": since}
     if users:
         query["userId"] = {"$in": _both_forms(users)}
+    fields = {"userId": 1, "date": 1, "updatedAt": 1} | ({} if recent_ms is not None else {"_id": 0})
     ids: set[Any] = set()
     first: dt.date | None = None
     newest: dt.datetime | None = None
+    recent: dict[tuple[str, int], int] = {}
     count = 0
-    for doc in collection.find(query, {"userId": 1, "date": 1, "updatedAt": 1, "_id": 0}, batch_size=10_000):
+    for doc in collection.find(query, fields, batch_size=10_000):
+        updated = doc.get("updatedAt")
+        if recent_ms is not None:
+            key = (str(doc.get("_id")), _ms(updated) if isinstance(updated, dt.datetime) else -1)
+            if key in skip:
+                continue
+            recent[key] = key[1]
+            if len(recent) > 200_000:  # keep only what can still be within recent_ms of the newest
+                floor = max(recent.values()) - recent_ms
+                recent = {k: v for k, v in recent.items() if v >= floor}
         count += 1
         user = doc.get("userId")
         if isinstance(user, (ObjectId, str)):
@@ -76,10 +101,17 @@ def scan_changes(collection: Collection, since: dt.datetime | None, users: Seque
         if isinstance(day, dt.datetime):
             d = day.astimezone(UTC).date() if day.tzinfo else day.date()
             first = d if first is None or d < first else first
-        updated = doc.get("updatedAt")
         if isinstance(updated, dt.datetime) and (newest is None or updated > newest):
             newest = updated
-    return ChangeSet(documents=count, user_ids=frozenset(ids), first_day=first, newest_update=newest)
+    recent_keys: frozenset[tuple[str, int]] = frozenset()
+    if recent_ms is not None and newest is not None:
+        floor = _ms(newest) - recent_ms
+        recent_keys = frozenset(k for k, v in recent.items() if v >= floor)
+    return ChangeSet(documents=count, user_ids=frozenset(ids), first_day=first, newest_update=newest, recent_keys=recent_keys)
+
+
+def _ms(moment: dt.datetime) -> int:
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def _user_key(user: Any) -> str:

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     spark_log_level: str = Field("ERROR", alias="SPARK_LOG_LEVEL", pattern=r"^(ALL|DEBUG|ERROR|FATAL|INFO|OFF|TRACE|WARN)$")
     health_check_host: str = Field("127.0.0.1", alias="HEALTH_CHECK_HOST", min_length=1)
     health_check_port: int = Field(5001, alias="HEALTH_CHECK_PORT", ge=0, le=65535)
+    # Streaming: how far before the checkpoint each poll looks again, for writers that commit out of order
+    poll_overlap_seconds: int = Field(120, alias="POLL_OVERLAP_SECONDS", ge=0, le=86_400)
+    outbox_directory: Path = Field(Path("./outbox"), alias="OUTBOX_DIRECTORY")
+    events_concurrency: int = Field(4, alias="EVENTS_CONCURRENCY", ge=1, le=64)
+    events_timeout_seconds: float = Field(5.0, alias="EVENTS_TIMEOUT_SECONDS", gt=0, le=300)
     localdb_dir: Path = Field(Path("./.localdb"), alias="LOCALDB_DIR")
     localdb_port: int = Field(27017, alias="LOCALDB_PORT", ge=0, le=65535)
 
