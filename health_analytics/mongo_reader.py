@@ -185,18 +185,19 @@ def plan_read(
 
 def read_raw(spark: SparkSession, plan: ReadPlan) -> DataFrame:
     """The planned documents as raw rows (RAW_SCHEMA), read by the executors, one partition per filter."""
-    from pyspark.sql.types import StringType, StructField, StructType
-
-    specs = spark.createDataFrame([(f,) for f in plan.filters], StructType([StructField("filter", StringType())]))
-    specs = specs.repartition(len(plan.filters))
-    uri, database, collection = plan.uri, plan.database, plan.collection
+    filters, uri, database, collection = plan.filters, plan.uri, plan.database, plan.collection
 
     def read_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for query in batch.column("filter").to_pylist():
-                yield from _fetch_batches(uri, database, collection, json_util.loads(query))
+            for index in batch.column("id").to_pylist():
+                yield from _fetch_batches(uri, database, collection, json_util.loads(filters[index]))
 
-    return specs.mapInArrow(read_partition, RAW_SCHEMA)
+    return _one_task_per_filter(spark, len(filters)).mapInArrow(read_partition, RAW_SCHEMA)
+
+
+def _one_task_per_filter(spark: SparkSession, n: int) -> DataFrame:
+    """Rows 0…n-1, one per partition, without a shuffle: task i runs filter i."""
+    return spark.range(0, n, 1, numPartitions=n)
 
 
 def read_existing_days(spark: SparkSession, plan: ReadPlan) -> DataFrame:
@@ -204,19 +205,15 @@ def read_existing_days(spark: SparkSession, plan: ReadPlan) -> DataFrame:
 
     Only `7day` snapshots are read: the three ranges of a day are always written and deleted together.
     """
-    from pyspark.sql.types import StringType, StructField, StructType
-
     filters = plan.existing_filters or (json_util.dumps({"_id": {"$exists": False}}),)
-    specs = spark.createDataFrame([(f,) for f in filters], StructType([StructField("filter", StringType())]))
-    specs = specs.repartition(len(filters))
     uri, database, collection = plan.uri, plan.database, plan.analytics_collection
 
     def read_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for query in batch.column("filter").to_pylist():
-                yield from _fetch_days(uri, database, collection, json_util.loads(query))
+            for index in batch.column("id").to_pylist():
+                yield from _fetch_days(uri, database, collection, json_util.loads(filters[index]))
 
-    return specs.mapInArrow(read_partition, EXISTING_DAYS_SCHEMA)
+    return _one_task_per_filter(spark, len(filters)).mapInArrow(read_partition, EXISTING_DAYS_SCHEMA)
 
 
 @retry(
