@@ -126,8 +126,7 @@ def main() -> None:
             analytics = client[db_name]["analytics"]
             # Warm state: the changing users' analytics exist (their first batch writes every window day).
             time.sleep(0.01)
-            coll.update_many({"userId": {"$in": changed}, "date": dt.datetime.combine(seed_end, dt.time(), UTC)},
-                             {"$set": {"updatedAt": dt.datetime.now(UTC)}})
+            coll.update_many({"userId": {"$in": changed + [str(u) for u in changed]}}, {"$set": {"updatedAt": dt.datetime.now(UTC)}})
             t = time.perf_counter()
             warm = service.poll_once()
             figures["warmup_batch_s"] = round(time.perf_counter() - t, 1)
@@ -159,7 +158,7 @@ def main() -> None:
             service.start_query()
             try:
                 for k in range(args.freshness_samples):
-                    time.sleep(rng.uniform(0.5, 5.0))
+                    time.sleep(rng.uniform(0.0, 5.0))
                     user = changed[k % len(changed)]
                     day = seed_end + dt.timedelta(days=args.rounds + k + 1)
                     written = time.perf_counter()

@@ -22,6 +22,7 @@ from health_analytics.event_outbox import EventOutbox
 from health_analytics.event_sender import EventSender
 from health_analytics.health_server import HealthServer
 from health_analytics.jobs.stream import StreamService
+from health_analytics.mongo_client import connect
 from health_analytics.reference import compute_reference
 from health_analytics.seed import SeedPlan, seed_collection, user_id
 from health_analytics.service_metrics import ServiceMetrics
@@ -263,10 +264,12 @@ def test_readiness_fails_while_the_database_is_unreachable(spark, tmp_path, loca
 
     server = LocalDb(tmp_path / "server", binary=localdb_binary)
     uri = server.start(port=0).uri
+    port = int(uri.rsplit(":", 1)[1].strip("/"))
     try:
         service = StreamService(spark, _settings(uri, "readiness", tmp_path))
         assert service.poll_once().outcome == "empty"
         assert service.ready() == (True, "ok")
+        checkpoint = service.checkpoint.read()
         server.stop()
         time.sleep(2.1)  # past the cached answer
         ok, reason = service.ready()
@@ -274,5 +277,17 @@ def test_readiness_fails_while_the_database_is_unreachable(spark, tmp_path, loca
         failed = service.poll_once()
         assert failed.outcome == "failed" and failed.error
         assert service.status()["status"] == "degraded"
+        assert service.checkpoint.read() == checkpoint  # a failed batch does not move it
+
+        server.start(port=port)  # the next trigger does the work
+        user = ObjectId()
+        with connect(uri) as client:
+            client["readiness"]["healthmetrics"].insert_many(
+                [_doc(user, TODAY - dt.timedelta(days=i), 4000, dt.datetime.now(UTC)) for i in range(3)])
+        done = service.poll_once()
+        assert done.outcome == "ok" and done.inserted == 3 * 3 * 3
+        assert service.checkpoint.read() > checkpoint
+        time.sleep(2.1)
+        assert service.ready() == (True, "ok")
     finally:
         server.stop()

@@ -122,6 +122,7 @@ def test_killed_at_random_moments_and_restarted_the_analytics_equal_a_clean_run(
         if final.proc.poll() is None:
             final.kill()
     assert any("stopped; the checkpoint matches what was written" in line for line in final.stderr)
+    assert sum("events are off: SERVICE_TOKEN is not set" in line for line in final.stderr) == 1
     batches = [json.loads(line) for line in final.stdout if line.startswith("{")]
     assert batches and all(b["outcome"] in ("ok", "empty") for b in batches)
 
