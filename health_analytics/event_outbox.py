@@ -34,6 +34,9 @@ _NAME = re.compile(r"^\d{8}T\d{12}-.+\.jsonl$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+FILE_BODIES = 5000  # bodies per pending file: bounds the memory of adding and of a delivery round
+
+
 class OutboxError(Exception):
     """An outbox file that cannot be read; names the file and line, never the (health) content."""
 
@@ -100,9 +103,18 @@ class EventOutbox:
 
     def add(self, bodies: Iterable[dict], batch_id: str) -> int:
         """Store one batch's bodies durably; returns how many (no bodies → no file)."""
-        lines = [encode_body(body) + b"\n" for body in bodies]
-        if not lines:
-            return 0
+        total = 0
+        chunk: list[bytes] = []
+        for body in bodies:  # streamed: at most FILE_BODIES bodies in memory, one file per chunk
+            chunk.append(encode_body(body) + b"\n")
+            if len(chunk) >= FILE_BODIES:
+                total += self._store(chunk, batch_id)
+                chunk = []
+        if chunk:
+            total += self._store(chunk, batch_id)
+        return total
+
+    def _store(self, lines: list[bytes], batch_id: str) -> int:
         path = self._new_path(self.pending_dir, batch_id, ".jsonl")
         _write_atomic(path, lines)
         log.debug("outbox: %d event(s) of batch %s stored in %s", len(lines), batch_id, path.name)

@@ -46,6 +46,8 @@ class ChangeSet:
     # (document id, updatedAt ms) of the changed documents updated within `recent_ms` of the newest one:
     # a poll that looks back over an overlap skips these instead of processing them again.
     recent_keys: frozenset[tuple[str, int]] = frozenset()
+    # Changed documents whose `date` is not a date: their old day is unknown, so their users are rewritten whole.
+    undated: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,14 @@ def scan_changes(
     *,
     skip: frozenset[tuple[str, int]] = frozenset(),
     recent_ms: int | None = None,
+    cap: dt.datetime | None = None,
 ) -> ChangeSet:
     """Stream the changed documents' ids, dates and update times (nothing else) to find who changed.
 
     `skip`: (id, updatedAt ms) pairs already processed, not counted as changes. With `recent_ms`, the
     result names the documents updated within that many ms of the newest change (`recent_keys`).
+    `cap`: `newest_update` is never later than this (a document stamped in the future by a wrong clock
+    must not move a checkpoint past changes still to come).
     """
     query: dict[str, Any] = {}
     if since is not None:
@@ -83,6 +88,7 @@ def scan_changes(
     newest: dt.datetime | None = None
     recent: dict[tuple[str, int], int] = {}
     count = 0
+    undated = 0
     for doc in collection.find(query, fields, batch_size=10_000):
         updated = doc.get("updatedAt")
         if recent_ms is not None:
@@ -91,7 +97,8 @@ def scan_changes(
                 continue
             recent[key] = key[1]
             if len(recent) > 200_000:  # keep only what can still be within recent_ms of the newest
-                floor = max(recent.values()) - recent_ms
+                top = max(recent.values())
+                floor = (min(top, _ms(cap)) if cap is not None else top) - recent_ms
                 recent = {k: v for k, v in recent.items() if v >= floor}
         count += 1
         user = doc.get("userId")
@@ -101,13 +108,21 @@ def scan_changes(
         if isinstance(day, dt.datetime):
             d = day.astimezone(UTC).date() if day.tzinfo else day.date()
             first = d if first is None or d < first else first
-        if isinstance(updated, dt.datetime) and (newest is None or updated > newest):
-            newest = updated
+        else:
+            undated += 1
+        if isinstance(updated, dt.datetime):
+            if updated.tzinfo is None:
+                updated = updated.replace(tzinfo=UTC)
+            if cap is not None and updated > cap:
+                updated = cap
+            if newest is None or updated > newest:
+                newest = updated
     recent_keys: frozenset[tuple[str, int]] = frozenset()
     if recent_ms is not None and newest is not None:
         floor = _ms(newest) - recent_ms
         recent_keys = frozenset(k for k, v in recent.items() if v >= floor)
-    return ChangeSet(documents=count, user_ids=frozenset(ids), first_day=first, newest_update=newest, recent_keys=recent_keys)
+    return ChangeSet(documents=count, user_ids=frozenset(ids), first_day=first, newest_update=newest, recent_keys=recent_keys,
+                     undated=undated)
 
 
 def _ms(moment: dt.datetime) -> int:
@@ -158,7 +173,7 @@ def plan_read(
     # Every query scans the collection on the local server: few users need no more than one partition.
     n = max(1, min(partitions, math.ceil(len(users) / MIN_USERS_PER_PARTITION)))
     chunk = math.ceil(len(users) / n) if users else 0
-    first_snapshot_day = (changes.first_day - EPOCH).days if incremental and changes.first_day is not None else None
+    first_snapshot_day = (changes.first_day - EPOCH).days if incremental and changes.first_day is not None and not changes.undated else None
     unusable = dict(UNUSABLE_USER_ID)
     if since is not None:
         unusable["updatedAt"] = {"$gte": since}

@@ -37,7 +37,7 @@ from health_analytics.jobs.batch import process_changes
 from health_analytics.mongo_client import connect, describe_error, is_local_server
 from health_analytics.mongo_reader import scan_changes
 from health_analytics.mongo_sink import ensure_analytics_indexes
-from health_analytics.redaction import redact_text, uri_password
+from health_analytics.redaction import redact_text, redact_uri, uri_password
 from health_analytics.service_metrics import ServiceMetrics
 from health_analytics.settings import Settings
 
@@ -99,6 +99,7 @@ class StreamService:
         self._seen: frozenset[tuple[str, int]] = frozenset()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._abandoned = threading.Event()
         self._indexes_checked = False
         self._local_server: bool | None = None
         self.last: PollResult | None = None
@@ -139,7 +140,8 @@ class StreamService:
                         log.warning("%s", warning)
                     self._local_server = is_local_server(client)
                     self._indexes_checked = True
-                changes = scan_changes(db[self.settings.health_metrics_collection], since, skip=self._seen, recent_ms=overlap_ms)
+                changes = scan_changes(db[self.settings.health_metrics_collection], since, skip=self._seen, recent_ms=overlap_ms,
+                                       cap=now)
             self._remember_db(True, "ok")
             result.changed_documents = changes.documents
             result.users = len({str(u).lower() for u in changes.user_ids})
@@ -157,7 +159,7 @@ class StreamService:
             written = process_changes(
                 self.spark, self.settings, changes, since=since, incremental=True, batch_id=batch_id, batch_ms=batch_ms,
                 with_highlights=False, local_server=bool(self._local_server), on_events=on_events,
-                progress=lambda step: log.info("batch %s: %s", batch_id, step),
+                progress=lambda step: self._step(batch_id, step),
             )
             for key in ("documents_read", "rejected", "inserted", "updated", "deleted", "dead_lettered", "dlq_files"):
                 setattr(result, key, written[key])
@@ -182,6 +184,11 @@ class StreamService:
             log.error("batch %s failed (the checkpoint stays; retried at the next trigger): %s", batch_id, result.error)
         result.duration_s = round(time.perf_counter() - started, 3)
         return result
+
+    def _step(self, batch_id: str, step: str) -> None:
+        if self._abandoned.is_set():
+            raise BatchAbandoned(f"batch {batch_id} abandoned before {step}")
+        log.info("batch %s: %s", batch_id, step)
 
     def _queue_events(self, events: DataFrame, batch_id: str) -> int:
         """Each user's latest written snapshots → request bodies in the outbox (durable before the
@@ -309,7 +316,12 @@ class StreamService:
         """Second Ctrl+C: stop now. Cancelling the running jobs is safe: the checkpoint only moves after
         a batch's writes, and rewriting them is idempotent."""
         self._stop.set()
-        self.spark.sparkContext.cancelAllJobs()
+        self._abandoned.set()  # the batch stops at its next step...
+        self.spark.sparkContext.cancelAllJobs()  # ...or now, if a Spark job is running
+
+
+class BatchAbandoned(RuntimeError):
+    """The operator asked to stop now: the batch ends without moving the checkpoint."""
 
 
 def _one_line(text: str, secret: str | None) -> str:
@@ -368,7 +380,7 @@ def serve(settings: Settings, *, say: Callable[[str], None], batch_log: Callable
         if sender is None:
             say("events are off: SERVICE_TOKEN is not set")
         else:
-            say(f"events to {settings.backend_api_url.rstrip('/')}/events/emit; outbox {settings.outbox_directory}")
+            say(f"events to {redact_uri(settings.backend_api_url).rstrip('/')}/events/emit; outbox {settings.outbox_directory}")
             sender.start()
             sender.notify()  # deliver what an earlier run left in the outbox
         service.start_query()

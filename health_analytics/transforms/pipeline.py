@@ -30,9 +30,10 @@ def compute_analytics(raw: DataFrame, params: AnalyticsParams, ctx: BatchContext
     flat = flatten_metrics(winners)
     values = valid_values(flat)
     rejections = document_rejections(checked).unionByName(duplicates).unionByName(value_rejections(flat))
+    stale = None if existing is None else stale_days(existing, values, params)
     return AnalyticsResult(
         values=values,
-        snapshots=build_snapshots(values, params, ctx, existing),
+        snapshots=build_snapshots(values, params, ctx, existing, stale),
         rejections=rejections,
-        stale=None if existing is None else stale_days(existing, values, params),
+        stale=stale,
     )

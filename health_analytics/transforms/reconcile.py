@@ -33,16 +33,22 @@ def stale_days(existing: DataFrame, values: DataFrame, params: AnalyticsParams) 
     return existing.select(*DAY_KEY).join(snapshot_days(values, params), DAY_KEY, "left_anti")
 
 
-def days_to_write(daily: DataFrame, existing: DataFrame | None, first_day: int | None) -> DataFrame:
-    """Snapshot rows to (re)write: every day from the earliest changed day on, and earlier days of the
-    window that are not stored yet (the window moved back). Without `first_day`: every day."""
+def days_to_write(daily: DataFrame, existing: DataFrame | None, first_day: int | None,
+                  stale: DataFrame | None = None) -> DataFrame:
+    """Snapshot rows to (re)write. Without `first_day`: every day. Otherwise every day from the earliest
+    changed day on; from a (user, metric)'s earliest stale day on (a day whose value vanished — turned
+    invalid or moved to another date — changes the windows of the days after it); earlier days of the
+    window that are not stored yet (the window moved back); and the latest day, whose `calculatedAt` must
+    stay the newest of its (user, metric, range)."""
     if first_day is None:
         return daily
     if existing is None:
         return daily.where(F.col("day") >= first_day)
     stored = existing.select(*DAY_KEY).withColumn("_stored", F.lit(True))
-    return (
-        daily.join(stored, DAY_KEY, "left")
-        .where((F.col("day") >= first_day) | F.col("_stored").isNull())
-        .drop("_stored")
-    )
+    keep = (F.col("day") >= first_day) | F.col("_stored").isNull() | (F.col("day") == F.col("latest_day"))
+    out = daily.join(stored, DAY_KEY, "left")
+    if stale is not None:
+        floors = stale.groupBy("userId", "metricType").agg(F.min("day").alias("_stale_from"))
+        out = out.join(floors, ["userId", "metricType"], "left")
+        keep = keep | (F.col("_stale_from").isNotNull() & (F.col("day") >= F.col("_stale_from")))
+    return out.where(keep).drop("_stored", "_stale_from")

@@ -87,13 +87,14 @@ def _range_analytics(name: str, n: int, calculated_at: Column) -> Column:
     return F.struct(F.lit(name).alias("timeRange"), analytics.alias("analytics"))
 
 
-def build_snapshots(values: DataFrame, params: AnalyticsParams, ctx: BatchContext, existing: DataFrame | None = None) -> DataFrame:
+def build_snapshots(values: DataFrame, params: AnalyticsParams, ctx: BatchContext, existing: DataFrame | None = None,
+                    stale: DataFrame | None = None) -> DataFrame:
     """Valid daily values (userId, metricType, day, value) → one snapshot row per key of SPEC §2.
 
     With `ctx.first_snapshot_day`, only the days an incremental batch must write (see reconcile.py);
-    `existing` holds the affected users' stored snapshot days.
+    `existing` holds the affected users' stored snapshot days, `stale` those to delete.
     """
-    daily = days_to_write(daily_analytics(values, params), existing, ctx.first_snapshot_day)
+    daily = days_to_write(daily_analytics(values, params), existing, ctx.first_snapshot_day, stale)
     calculated_ms = F.lit(ctx.batch_time_ms) - (F.col("latest_day") - F.col("day")).cast("long")
     calculated_at = F.timestamp_millis(calculated_ms)
     ranges = F.array(*[_range_analytics(name, n, calculated_at) for name, n in TIME_RANGES])

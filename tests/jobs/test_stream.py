@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from bson import ObjectId
-from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, Phase, example, given, settings as hsettings, strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from health_analytics.event_outbox import EventOutbox
@@ -66,6 +66,18 @@ def _assert_equals_full_recomputation(db) -> None:
     assert db["analytics"].count_documents({}) == len(stored)  # no duplicate keys
     assert set(stored) == set(expected)
     assert compare_snapshots(expected, stored, ignore=TIME_DEPENDENT_FIELDS) == []
+    # What the backend reads as "the latest": the newest calculatedAt must be on the newest periodEnd.
+    newest: dict[tuple, dict] = {}
+    for doc in db["analytics"].find({}, {"userId": 1, "metricType": 1, "timeRange": 1, "periodEnd": 1, "calculatedAt": 1}):
+        key = (doc["userId"], doc["metricType"], doc["timeRange"])
+        if key not in newest or doc["calculatedAt"] > newest[key]["calculatedAt"]:
+            newest[key] = doc
+    latest_day = {}
+    for (user, metric, _range, day) in expected:
+        k = (ObjectId(user), metric)
+        latest_day[k] = max(latest_day.get(k, day), day)
+    for (user, metric, _range), doc in newest.items():
+        assert doc["periodEnd"].date() == latest_day[(user, metric)], (user, metric, _range)
 
 
 @contextmanager
@@ -88,8 +100,11 @@ OPS = st.tuples(
 
 
 # No shrinking: each example is a few Spark batches, and a failure prints its sequence as generated.
-@hsettings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate], database=None)
+@hsettings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
+           database=None)
 @given(steps=st.lists(st.lists(OPS, min_size=1, max_size=3), min_size=1, max_size=3))
+@example(steps=[[("latest_invalid", 0, 0)], [("new_day", 0, 1), ("latest_invalid", 1, 2)]])  # the window moves back
+@example(steps=[[("invalid_document", 1, 7), ("new_day", 2, 3)]])  # a day vanishes while another user moves on
 def test_any_sequence_of_incremental_polls_equals_a_full_recomputation(spark, mongo_client, mongo_uri, steps):
     """Random inserts and updates (new days, late days weeks back, changed values, values and whole
     documents turning invalid, the latest day turning invalid), one to three per poll."""
