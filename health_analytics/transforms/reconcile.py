@@ -33,13 +33,20 @@ def stale_days(existing: DataFrame, values: DataFrame, params: AnalyticsParams) 
     return existing.select(*DAY_KEY).join(snapshot_days(values, params), DAY_KEY, "left_anti")
 
 
+def vanished_days(stale: DataFrame, values: DataFrame) -> DataFrame:
+    """Stale days whose value is gone (turned invalid, or its document moved to another date) — not the
+    days that only aged out of the history window as a new latest day came in: their value still counts
+    in the windows after them, so nothing else changes."""
+    return stale.select(*DAY_KEY).join(values.select(*DAY_KEY), DAY_KEY, "left_anti")
+
+
 def days_to_write(daily: DataFrame, existing: DataFrame | None, first_day: int | None,
-                  stale: DataFrame | None = None) -> DataFrame:
+                  vanished: DataFrame | None = None) -> DataFrame:
     """Snapshot rows to (re)write. Without `first_day`: every day. Otherwise every day from the earliest
-    changed day on; from a (user, metric)'s earliest stale day on (a day whose value vanished — turned
-    invalid or moved to another date — changes the windows of the days after it); earlier days of the
-    window that are not stored yet (the window moved back); and the latest day, whose `calculatedAt` must
-    stay the newest of its (user, metric, range)."""
+    changed day on; from a (user, metric)'s earliest vanished day on (a value that is gone changes the
+    windows of the days after it; see vanished_days); earlier days of the window that are not stored
+    yet (the window moved back); and the latest day, whose `calculatedAt` must stay the newest of its
+    (user, metric, range). The cost follows the change: a new day writes that day only."""
     if first_day is None:
         return daily
     if existing is None:
@@ -47,8 +54,8 @@ def days_to_write(daily: DataFrame, existing: DataFrame | None, first_day: int |
     stored = existing.select(*DAY_KEY).withColumn("_stored", F.lit(True))
     keep = (F.col("day") >= first_day) | F.col("_stored").isNull() | (F.col("day") == F.col("latest_day"))
     out = daily.join(stored, DAY_KEY, "left")
-    if stale is not None:
-        floors = stale.groupBy("userId", "metricType").agg(F.min("day").alias("_stale_from"))
+    if vanished is not None:
+        floors = vanished.groupBy("userId", "metricType").agg(F.min("day").alias("_stale_from"))
         out = out.join(floors, ["userId", "metricType"], "left")
         keep = keep | (F.col("_stale_from").isNotNull() & (F.col("day") >= F.col("_stale_from")))
     return out.where(keep).drop("_stored", "_stale_from")

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from health_analytics.transforms.anomalies import add_anomalies, baseline_columns
 from health_analytics.transforms.comparison import comparison_columns
 from health_analytics.transforms.metrics import TIME_RANGES
-from health_analytics.transforms.reconcile import days_to_write
+from health_analytics.transforms.reconcile import days_to_write, vanished_days
 from health_analytics.transforms.params import MS_PER_DAY, SNAPSHOT_TTL_DAYS, AnalyticsParams, BatchContext
 from health_analytics.transforms.streaks import add_run_starts, add_streaks, run_edge_columns
 from health_analytics.transforms.window_stats import by_day, statistics_columns, window_columns
@@ -94,7 +94,8 @@ def build_snapshots(values: DataFrame, params: AnalyticsParams, ctx: BatchContex
     With `ctx.first_snapshot_day`, only the days an incremental batch must write (see reconcile.py);
     `existing` holds the affected users' stored snapshot days, `stale` those to delete.
     """
-    daily = days_to_write(daily_analytics(values, params), existing, ctx.first_snapshot_day, stale)
+    vanished = None if stale is None else vanished_days(stale, values)
+    daily = days_to_write(daily_analytics(values, params), existing, ctx.first_snapshot_day, vanished)
     calculated_ms = F.lit(ctx.batch_time_ms) - (F.col("latest_day") - F.col("day")).cast("long")
     calculated_at = F.timestamp_millis(calculated_ms)
     ranges = F.array(*[_range_analytics(name, n, calculated_at) for name, n in TIME_RANGES])
