@@ -174,6 +174,24 @@ def test_a_change_committed_after_a_later_one_within_the_overlap_is_not_missed(s
     _assert_equals_full_recomputation(db)
 
 
+def test_a_new_day_writes_only_its_snapshots_and_deletes_the_day_that_aged_out(spark, db, db_name, mongo_uri, tmp_path):
+    """The cost of a poll follows the change: with a full 90-day window stored, one new day writes that
+    day's 3 metrics × 3 ranges and deletes the oldest day's, nothing else (and still equals a full run)."""
+    user = ObjectId()
+    start = dt.datetime.now(UTC) - dt.timedelta(seconds=30)
+    coll = db["healthmetrics"]
+    coll.insert_many([_doc(user, TODAY - dt.timedelta(days=i), 4000 + i, start) for i in range(1, 91)])
+    service = StreamService(spark, _settings(mongo_uri, db_name, tmp_path))
+    first = service.poll_once()
+    assert (first.outcome, first.inserted, first.deleted) == ("ok", 90 * 3 * 3, 0)
+
+    coll.insert_one(_doc(user, TODAY, 8000, dt.datetime.now(UTC)))
+    second = service.poll_once()
+    assert (second.outcome, second.inserted, second.updated, second.deleted) == ("ok", 9, 0, 9)
+    assert db["analytics"].count_documents({"periodEnd": _midnight(TODAY - dt.timedelta(days=90))}) == 0
+    _assert_equals_full_recomputation(db)
+
+
 # ---- empty polls, events, endpoints -------------------------------------------------------------
 
 def _jobs_in_group(spark, group: str, action) -> tuple[list[int], object]:
