@@ -1,6 +1,7 @@
-"""An incremental batch reads only the history from (earliest changed day − 364 days) and writes snapshots
-from the changed day on (mongo_reader.plan_read). Those snapshots must equal a full recomputation's, also
-for runs longer than the 365-day streak lookback — checked here on the Spark engine with 500 days."""
+"""Snapshots written from a changed day on need only the history from (that day − 364 days): they must
+equal a full recomputation's, also for runs longer than the 365-day streak lookback — checked here on the
+Spark engine with 500 days. (Batches read a changed user's whole history, see mongo_reader.plan_read; this
+bound is what the engine itself guarantees.)"""
 
 from __future__ import annotations
 
