@@ -55,7 +55,7 @@ def days_to_write(daily: DataFrame, existing: DataFrame | None, first_day: int |
     keep = (F.col("day") >= first_day) | F.col("_stored").isNull() | (F.col("day") == F.col("latest_day"))
     out = daily.join(stored, DAY_KEY, "left")
     if vanished is not None:
-        floors = vanished.groupBy("userId", "metricType").agg(F.min("day").alias("_stale_from"))
+        floors = vanished.groupBy("userId", "metricType").agg(F.min("day").alias("_vanished_from"))
         out = out.join(floors, ["userId", "metricType"], "left")
-        keep = keep | (F.col("_stale_from").isNotNull() & (F.col("day") >= F.col("_stale_from")))
-    return out.where(keep).drop("_stored", "_stale_from")
+        keep = keep | (F.col("_vanished_from").isNotNull() & (F.col("day") >= F.col("_vanished_from")))
+    return out.where(keep).drop("_stored", "_vanished_from")

@@ -7,8 +7,10 @@ changes the windows after it, so its (user, metric) is rewritten from that day o
 
 from __future__ import annotations
 
+from pyspark.sql import functions as F
+
 from health_analytics.transforms.params import AnalyticsParams
-from health_analytics.transforms.reconcile import days_to_write, stale_days, vanished_days
+from health_analytics.transforms.reconcile import days_to_write, snapshot_days, stale_days, vanished_days
 
 PARAMS = AnalyticsParams(history_days=90)
 USER = "655eed000000000000000001"
@@ -25,9 +27,7 @@ def _stored(spark, days):
 def _written(spark, values_days, stored_days, first_day):
     values = _values(spark, values_days)
     existing = _stored(spark, stored_days)
-    latest = max(values_days)
-    daily = spark.createDataFrame([(USER, "steps", d, latest) for d in values_days if d > latest - PARAMS.history_days],
-                                  "userId string, metricType string, day int, latest_day int")
+    daily = snapshot_days(values, PARAMS).withColumn("latest_day", F.lit(max(values_days)))  # the window's rows
     stale = stale_days(existing, values, PARAMS)
     written = days_to_write(daily, existing, first_day, vanished_days(stale, values))
     return sorted(r.day for r in written.collect()), sorted(r.day for r in stale.collect())
